@@ -1,0 +1,102 @@
+package web
+
+import (
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/gorilla/mux"
+)
+
+// Recover turns a panic in a handler into a 500 problem and a log line, so one
+// bad request cannot take the process down.
+func Recover(log *slog.Logger) mux.MiddlewareFunc {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			defer func() {
+				if v := recover(); v != nil {
+					if v == http.ErrAbortHandler {
+						panic(v)
+					}
+					log.ErrorContext(r.Context(), "handler panic", "panic", v, "path", r.URL.Path, "stack", string(debug.Stack()))
+					WriteProblem(w, r, Internal())
+				}
+			}()
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// AccessLog logs one line per request at debug level, and at warn level for
+// server errors, with the route template rather than the raw path.
+func AccessLog(log *slog.Logger) mux.MiddlewareFunc {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+			next.ServeHTTP(sw, r)
+			if r.URL.Path == "/healthz" {
+				return // polled every few hundred ms by sidecars and launchers
+			}
+			level := slog.LevelDebug
+			if sw.status >= 500 {
+				level = slog.LevelWarn
+			}
+			log.Log(r.Context(), level, "http request",
+				"method", r.Method, "route", RouteTemplate(r), "status", sw.status,
+				"duration_ms", float64(time.Since(start).Microseconds())/1000)
+		})
+	}
+}
+
+// RouteTemplate returns the mux route template of r, or its path when no route
+// matched. Templates keep ids out of logs and metric labels.
+func RouteTemplate(r *http.Request) string {
+	if route := mux.CurrentRoute(r); route != nil {
+		if t, err := route.GetPathTemplate(); err == nil {
+			return t
+		}
+	}
+	return r.URL.Path
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status = code
+		w.wrote = true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach Flush on the real writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// NewRouter returns a router with the shared middleware, /healthz, and problem
+// responses for unknown routes and wrong methods.
+func NewRouter(log *slog.Logger) *mux.Router {
+	r := mux.NewRouter()
+	r.Use(Recover(log), AccessLog(log))
+	r.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	}).Methods(http.MethodGet)
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		WriteProblem(w, r, NotFound("no route for "+r.Method+" "+r.URL.Path))
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		WriteProblem(w, r, NewProblem(http.StatusMethodNotAllowed, CodeMethodNotAllowed,
+			"Method not allowed", r.Method+" is not supported on "+r.URL.Path))
+	})
+	return r
+}
