@@ -1,0 +1,102 @@
+// Command ingestion is the public front door: it validates delivery requests,
+// reschedules and cancellations, hands them to the broker and answers 202
+// with a status resource the client can follow.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/fabrikam/dronedelivery/internal/geo"
+	"github.com/fabrikam/dronedelivery/internal/logging"
+	"github.com/fabrikam/dronedelivery/internal/messages"
+	"github.com/fabrikam/dronedelivery/internal/sidecar"
+	"github.com/fabrikam/dronedelivery/internal/web"
+)
+
+type config struct {
+	Port    int `envconfig:"APP_PORT" default:"8080"`
+	Sidecar sidecar.Config
+	Log     logging.Config
+	// RecordTTL bounds how long a request's status stays readable here.
+	RecordTTL time.Duration `envconfig:"RECORD_TTL" default:"720h"`
+	// IdempotencyTTL is how long an Idempotency-Key is remembered.
+	IdempotencyTTL time.Duration `envconfig:"IDEMPOTENCY_TTL" default:"24h"`
+	// SchedulerAppID is the app the status resource asks about progress.
+	SchedulerAppID string `envconfig:"SCHEDULER_APP_ID" default:"scheduler"`
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "ingestion:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	var cfg config
+	if err := envconfig.Process("", &cfg); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	log := logging.New(os.Stdout, "ingestion", cfg.Log.Level, cfg.Log.Format)
+
+	dc, err := sidecar.Dial(cfg.Sidecar.GRPCAddr())
+	if err != nil {
+		return err
+	}
+	defer dc.Close()
+	invoker := sidecar.NewInvoker(cfg.Sidecar.HTTPAddr(), nil)
+
+	a := &api{
+		log:       log,
+		pub:       sidecar.NewPublisher(dc, messages.PubSub),
+		requests:  sidecar.NewStore[requestRecord](dc, messages.StateStore, cfg.RecordTTL),
+		keys:      sidecar.NewStore[idempotencyRecord](dc, messages.StateStore, cfg.IdempotencyTTL),
+		scheduler: &schedulerClient{invoker: invoker, appID: cfg.SchedulerAppID},
+		places:    geo.DefaultGazetteer(),
+		now:       time.Now,
+		newID:     func() string { return uuid.NewString() },
+	}
+	router := web.NewRouter(log)
+	a.routes(router)
+
+	log.Info("starting", "port", cfg.Port)
+	return web.Serve(ctx, web.ServerConfig{Addr: fmt.Sprintf(":%d", cfg.Port)}, router, log)
+}
+
+// schedulerClient reads transaction records from the scheduler.
+type schedulerClient struct {
+	invoker *sidecar.Invoker
+	appID   string
+}
+
+func (s *schedulerClient) Transaction(ctx context.Context, id string) (*transactionView, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	resp, err := s.invoker.Invoke(ctx, s.appID, http.MethodGet, "/api/transactions/"+id, nil)
+	if err != nil {
+		return nil, false, err
+	}
+	switch {
+	case resp.Status == http.StatusNotFound:
+		return nil, false, nil
+	case !resp.OK():
+		return nil, false, errors.New("scheduler answered " + resp.Detail())
+	}
+	var v transactionView
+	if err := resp.Decode(&v); err != nil {
+		return nil, false, err
+	}
+	return &v, true, nil
+}

@@ -1,0 +1,70 @@
+// Command scheduler consumes delivery requests and runs each as a
+// checkpointed transaction across the account, thirdparty, package, drone and
+// delivery services.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/fabrikam/dronedelivery/internal/logging"
+	"github.com/fabrikam/dronedelivery/internal/messages"
+	"github.com/fabrikam/dronedelivery/internal/sidecar"
+	"github.com/fabrikam/dronedelivery/internal/web"
+	"github.com/fabrikam/dronedelivery/internal/workflow"
+)
+
+type config struct {
+	Port    int `envconfig:"APP_PORT" default:"8080"`
+	Sidecar sidecar.Config
+	Log     logging.Config
+	Apps    workflow.AppIDs
+	// MaxAttempts is how many transient failures of one transaction are
+	// tolerated before it fails and goes to the supervisor.
+	MaxAttempts int `envconfig:"MAX_ATTEMPTS" default:"8"`
+	// DroneWait is how long a request waits for a free drone before it is
+	// rejected. It must stay well inside the inbound retry budget of the
+	// pub/sub component (resiliency/resiliency.yaml).
+	DroneWait time.Duration `envconfig:"DRONE_WAIT" default:"60s"`
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "scheduler:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	var cfg config
+	if err := envconfig.Process("", &cfg); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	log := logging.New(os.Stdout, "scheduler", cfg.Log.Level, cfg.Log.Format)
+	dc, err := sidecar.Dial(cfg.Sidecar.GRPCAddr())
+	if err != nil {
+		return err
+	}
+	defer dc.Close()
+
+	proc := &processor{
+		log:    log,
+		store:  sidecar.NewStore[Transaction](dc, messages.StateStore, 0),
+		pub:    sidecar.NewPublisher(dc, messages.PubSub),
+		steps:  workflow.NewClient(sidecar.NewInvoker(cfg.Sidecar.HTTPAddr(), nil), cfg.Apps),
+		limits: limits{MaxAttempts: cfg.MaxAttempts, DroneWait: cfg.DroneWait},
+		now:    time.Now,
+	}
+	a := &api{log: log, proc: proc}
+	router := web.NewRouter(log)
+	a.routes(router)
+	return web.Serve(ctx, web.ServerConfig{Addr: fmt.Sprintf(":%d", cfg.Port)}, router, log)
+}
