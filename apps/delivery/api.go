@@ -42,18 +42,31 @@ func (a *api) routes(r *mux.Router) {
 
 // putBody is what the scheduler sends to create a delivery.
 type putBody struct {
-	OwnerID              string       `json:"ownerId"`
-	Pickup               geo.Location `json:"pickup"`
-	Dropoff              geo.Location `json:"dropoff"`
-	PickupTime           time.Time    `json:"pickupTime"`
-	Deadline             *time.Time   `json:"deadline,omitempty"`
-	Expedited            bool         `json:"expedited"`
-	ConfirmationRequired string       `json:"confirmationRequired"`
-	PackageID            string       `json:"packageId"`
-	DroneID              string       `json:"droneId,omitempty"`
-	Carrier              string       `json:"carrier,omitempty"`
-	PickupETA            *time.Time   `json:"pickupEta,omitempty"`
-	DeliveryETA          *time.Time   `json:"deliveryEta,omitempty"`
+	OwnerID              string        `json:"ownerId"`
+	Pickup               *geo.Location `json:"pickup"`
+	Dropoff              *geo.Location `json:"dropoff"`
+	PickupTime           time.Time     `json:"pickupTime"`
+	Deadline             *time.Time    `json:"deadline,omitempty"`
+	Expedited            bool          `json:"expedited"`
+	ConfirmationRequired string        `json:"confirmationRequired"`
+	PackageID            string        `json:"packageId"`
+	DroneID              string        `json:"droneId,omitempty"`
+	Carrier              string        `json:"carrier,omitempty"`
+	PickupETA            *time.Time    `json:"pickupEta,omitempty"`
+	DeliveryETA          *time.Time    `json:"deliveryEta,omitempty"`
+}
+
+func locationErrors(field string, l *geo.Location, required bool) []web.FieldError {
+	switch {
+	case l == nil && required:
+		return []web.FieldError{{Field: field, Error: "is required"}}
+	case l == nil:
+		return nil
+	}
+	if err := l.Valid(); err != nil {
+		return []web.FieldError{{Field: field, Error: err.Error()}}
+	}
+	return nil
 }
 
 func (b *putBody) validate() []web.FieldError {
@@ -61,12 +74,8 @@ func (b *putBody) validate() []web.FieldError {
 	if strings.TrimSpace(b.OwnerID) == "" {
 		errs = append(errs, web.FieldError{Field: "ownerId", Error: "is required"})
 	}
-	if err := b.Pickup.Valid(); err != nil {
-		errs = append(errs, web.FieldError{Field: "pickup", Error: err.Error()})
-	}
-	if err := b.Dropoff.Valid(); err != nil {
-		errs = append(errs, web.FieldError{Field: "dropoff", Error: err.Error()})
-	}
+	errs = append(errs, locationErrors("pickup", b.Pickup, true)...)
+	errs = append(errs, locationErrors("dropoff", b.Dropoff, true)...)
 	if b.PickupTime.IsZero() {
 		errs = append(errs, web.FieldError{Field: "pickupTime", Error: "is required"})
 	}
@@ -96,7 +105,7 @@ func (a *api) handlePut() http.Handler {
 		}
 		now := a.now().UTC()
 		d := Delivery{
-			ID: id, OwnerID: b.OwnerID, Pickup: b.Pickup, Dropoff: b.Dropoff, PickupTime: b.PickupTime,
+			ID: id, OwnerID: b.OwnerID, Pickup: *b.Pickup, Dropoff: *b.Dropoff, PickupTime: b.PickupTime,
 			Deadline: b.Deadline, Expedited: b.Expedited, ConfirmationRequired: b.ConfirmationRequired,
 			PackageID: b.PackageID, DroneID: b.DroneID, Carrier: b.Carrier,
 			PickupETA: b.PickupETA, DeliveryETA: b.DeliveryETA,
@@ -192,6 +201,11 @@ func (a *api) handlePatch() http.Handler {
 		var b patchBody
 		if p := web.DecodeJSON(w, r, &b); p != nil {
 			web.WriteProblem(w, r, p)
+			return
+		}
+		errs := append(locationErrors("pickup", b.Pickup, false), locationErrors("dropoff", b.Dropoff, false)...)
+		if len(errs) > 0 {
+			web.WriteProblem(w, r, web.Validation(errs))
 			return
 		}
 		var final bool

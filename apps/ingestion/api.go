@@ -120,7 +120,7 @@ func (a *api) handleCreate() http.Handler {
 		var idem *idempotencyRecord
 		var idemETag string
 		if key != "" {
-			rec, etag, p := a.claimKey(ctx, key, &body, id, now)
+			rec, etag, p := a.claimKey(ctx, key, msg, id, now)
 			if p != nil {
 				web.WriteProblem(w, r, p)
 				return
@@ -170,8 +170,8 @@ func (a *api) handleCreate() http.Handler {
 }
 
 // claimKey binds key to id, or returns the binding an earlier request made.
-func (a *api) claimKey(ctx context.Context, key string, body *deliveryRequestBody, id string, now time.Time) (idempotencyRecord, string, *web.Problem) {
-	hash, err := bodyHash(body)
+func (a *api) claimKey(ctx context.Context, key string, msg messages.DeliveryRequested, id string, now time.Time) (idempotencyRecord, string, *web.Problem) {
+	hash, err := requestHash(msg)
 	if err != nil {
 		return idempotencyRecord{}, "", web.Internal()
 	}
@@ -206,10 +206,13 @@ func (a *api) claimKey(ctx context.Context, key string, body *deliveryRequestBod
 	return idempotencyRecord{}, "", web.Unavailable("the request store is busy", 1)
 }
 
-// bodyHash fingerprints the decoded body, so that formatting and field order
-// do not make the same request look different.
-func bodyHash(b *deliveryRequestBody) (string, error) {
-	j, err := json.Marshal(b)
+// requestHash fingerprints the validated request, without the parts ingestion
+// adds, so that formatting, field order and spelling variants (a location
+// object's key order, dropOffLocation) do not make the same request look
+// different.
+func requestHash(m messages.DeliveryRequested) (string, error) {
+	m.DeliveryID, m.RequestedAt = "", time.Time{}
+	j, err := json.Marshal(m)
 	if err != nil {
 		return "", err
 	}
@@ -220,6 +223,12 @@ func bodyHash(b *deliveryRequestBody) (string, error) {
 func (a *api) writeAccepted(w http.ResponseWriter, msg messages.DeliveryRequested) {
 	w.Header().Set("Location", "/api/deliveryrequests/"+msg.DeliveryID)
 	web.WriteJSON(w, http.StatusAccepted, acceptedResponse{DeliveryRequested: msg, Status: "Accepted"})
+}
+
+// readFailed answers a read that the request store could not serve.
+func (a *api) readFailed(w http.ResponseWriter, r *http.Request, err error) {
+	a.log.WarnContext(r.Context(), "read request store failed", "err", err)
+	web.WriteProblem(w, r, web.Unavailable("the request store is unavailable; retry later", 1))
 }
 
 func (a *api) unavailable(w http.ResponseWriter, r *http.Request, what string, err error) {
@@ -243,9 +252,13 @@ func (a *api) handleGet() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		id := mux.Vars(r)["id"]
+		if _, err := uuid.Parse(id); err != nil {
+			web.WriteProblem(w, r, web.NotFound("no delivery request "+id))
+			return
+		}
 		rec, _, found, err := a.requests.Get(ctx, recordKey(id))
 		if err != nil {
-			a.unavailable(w, r, "read request record", err)
+			a.readFailed(w, r, err)
 			return
 		}
 		tx, txFound, txErr := a.scheduler.Transaction(ctx, id)
@@ -339,7 +352,7 @@ func (a *api) requireKnown(w http.ResponseWriter, r *http.Request, id string) bo
 	ok, err := a.known(r.Context(), id)
 	switch {
 	case err != nil:
-		a.unavailable(w, r, "look up delivery request", err)
+		a.readFailed(w, r, err)
 		return false
 	case !ok:
 		web.WriteProblem(w, r, web.NotFound("no delivery request "+id))

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"syscall"
@@ -84,7 +85,7 @@ type schedulerClient struct {
 func (s *schedulerClient) Transaction(ctx context.Context, id string) (*transactionView, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	resp, err := s.invoker.Invoke(ctx, s.appID, http.MethodGet, "/api/transactions/"+id, nil)
+	resp, err := s.invoker.Invoke(ctx, s.appID, http.MethodGet, "/api/transactions/"+url.PathEscape(id), nil)
 	if err != nil {
 		return nil, false, err
 	}

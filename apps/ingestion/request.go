@@ -202,7 +202,7 @@ func (b *rescheduleBody) toMessage(g geo.Gazetteer, id string, now time.Time) (m
 	}
 	m.PickupTime = v.time("pickupTime", b.PickupTime, false)
 	m.Deadline = v.time("deadline", b.Deadline, false)
-	v.pickupWindow(now, m.PickupTime, nil)
+	v.pickupWindow(now, m.PickupTime, m.Deadline)
 	if m.Pickup == nil && m.Dropoff == nil && m.PickupTime == nil && m.Deadline == nil && len(v.errs) == 0 {
 		v.add("(body)", "give at least one of pickupLocation, dropoffLocation, pickupTime, deadline")
 	}

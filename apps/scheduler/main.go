@@ -25,8 +25,8 @@ type config struct {
 	Sidecar sidecar.Config
 	Log     logging.Config
 	Apps    workflow.AppIDs
-	// MaxAttempts is how many transient failures of one transaction are
-	// tolerated before it fails and goes to the supervisor.
+	// MaxAttempts is how many times a step may fail transiently; the last
+	// failure ends the transaction, which goes to the supervisor.
 	MaxAttempts int `envconfig:"MAX_ATTEMPTS" default:"8"`
 	// DroneWait is how long a request waits for a free drone before it is
 	// rejected. It must stay well inside the inbound retry budget of the

@@ -29,7 +29,8 @@ type steps interface {
 
 // limits bound how long a transaction may keep trying.
 type limits struct {
-	// MaxAttempts is how many transient failures a transaction survives.
+	// MaxAttempts is how many times a step may fail transiently: the
+	// MaxAttempts-th failure ends the transaction as failed.
 	MaxAttempts int
 	// DroneWait is how long a transaction waits for a drone to come free
 	// before it is rejected.
@@ -103,6 +104,9 @@ func (p *processor) reload(ctx context.Context, id string) (Transaction, string,
 // re-reads and carries on from what that writer left.
 func (p *processor) advance(ctx context.Context, tx Transaction, etag string) error {
 	for {
+		if tx.UndoPending != nil {
+			return p.undoEscaped(ctx, tx, etag)
+		}
 		if tx.Status.Final() {
 			return nil
 		}
@@ -149,9 +153,13 @@ func (p *processor) advance(ctx context.Context, tx Transaction, etag string) er
 				}
 				if tx.Status.Final() && tx.Status != StatusScheduled {
 					// Undone while this step ran: its side effect escaped the
-					// undo, so take it back too.
-					return p.steps.Undo(ctx, step, tx.Request, workflow.Outcome{
-						Failed: tx.Status == StatusFailed, Reason: tx.Reason})
+					// undo, so it is taken back too, durably.
+					tx.UndoPending = &step
+					next, nextTag, err := p.checkpoint(ctx, tx, etag)
+					if err != nil {
+						return err // redelivery finds the record and tries again
+					}
+					return p.undoEscaped(ctx, next, nextTag)
 				}
 				continue
 			}
@@ -162,6 +170,13 @@ func (p *processor) advance(ctx context.Context, tx Transaction, etag string) er
 				p.log.InfoContext(ctx, "delivery scheduled", "deliveryId", tx.DeliveryID)
 			}
 			tx, etag = next, nextTag
+		case p.changedMeanwhile(ctx, &tx, &etag):
+			// A cancel (or another delivery of this message) moved the
+			// transaction on while the step ran; the step's failure may be a
+			// consequence of that, so decide again from the new state.
+			continue
+		case errors.Is(err, workflow.ErrRaced):
+			return &errRetry{"the step raced an undo that is not visible yet"}
 		case errors.As(err, &rej):
 			return p.undo(ctx, tx, etag, StatusRejected, rej.Reason)
 		case errors.As(err, &perm):
@@ -172,6 +187,33 @@ func (p *processor) advance(ctx context.Context, tx Transaction, etag string) er
 			return p.transient(ctx, tx, etag, step, err)
 		}
 	}
+}
+
+// changedMeanwhile re-reads the transaction after a failed step and, when
+// another writer changed it, replaces tx and etag with what is stored now.
+func (p *processor) changedMeanwhile(ctx context.Context, tx *Transaction, etag *string) bool {
+	cur, curTag, err := p.reload(ctx, tx.DeliveryID)
+	if err != nil || curTag == *etag {
+		return false
+	}
+	*tx, *etag = cur, curTag
+	return true
+}
+
+// undoEscaped takes back a step that completed after its transaction was
+// undone, then clears the mark. A failure leaves the mark for the next
+// delivery of the message.
+func (p *processor) undoEscaped(ctx context.Context, tx Transaction, etag string) error {
+	step := *tx.UndoPending
+	if err := p.steps.Undo(ctx, step, tx.Request, workflow.Outcome{
+		Failed: tx.Status == StatusFailed, Reason: tx.Reason}); err != nil {
+		return err
+	}
+	tx.UndoPending = nil
+	if _, _, err := p.checkpoint(ctx, tx, etag); err != nil && !errors.Is(err, sidecar.ErrConflict) {
+		return err
+	}
+	return nil
 }
 
 // waitForDrone records when the wait began and asks for redelivery, until
@@ -316,9 +358,14 @@ func (p *processor) Rescheduled(ctx context.Context, r messages.DeliveryReschedu
 	}
 	progress := tx.Progress
 	if err := p.steps.Reschedule(ctx, req, &progress); err != nil {
-		var rej *workflow.Rejection
-		if errors.As(err, &rej) {
-			p.log.InfoContext(ctx, "reschedule refused", "deliveryId", r.DeliveryID, "reason", rej.Reason)
+		var (
+			rej  *workflow.Rejection
+			perm *workflow.Permanent
+		)
+		if errors.As(err, &rej) || errors.As(err, &perm) || errors.Is(err, workflow.ErrNoDroneAvailable) {
+			// Retrying cannot make it possible; the delivery keeps its
+			// current schedule.
+			p.log.WarnContext(ctx, "reschedule refused", "deliveryId", r.DeliveryID, "reason", err.Error())
 			return nil
 		}
 		return err

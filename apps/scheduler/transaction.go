@@ -41,9 +41,14 @@ type Transaction struct {
 	// WaitingForDroneSince is when the drone step first found no drone free.
 	WaitingForDroneSince *time.Time `json:"waitingForDroneSince,omitempty"`
 	FailedStep           string     `json:"failedStep,omitempty"`
-	Reschedules          int        `json:"reschedules,omitempty"`
-	CreatedAt            time.Time  `json:"createdAt"`
-	UpdatedAt            time.Time  `json:"updatedAt"`
+	// UndoPending names a step that completed after the transaction was
+	// undone (it raced a cancel) and still has to be taken back. It is
+	// recorded before the undo runs so a failed undo is retried on
+	// redelivery instead of forgotten.
+	UndoPending *workflow.Step `json:"undoPending,omitempty"`
+	Reschedules int            `json:"reschedules,omitempty"`
+	CreatedAt   time.Time      `json:"createdAt"`
+	UpdatedAt   time.Time      `json:"updatedAt"`
 }
 
 // Schedule is the public summary of what was booked.

@@ -61,11 +61,11 @@ func (r *Response) Detail() string {
 		}
 		return fmt.Sprintf("%d %s", r.Status, p.Title)
 	}
-	body := strings.TrimSpace(string(r.Body))
+	body := []rune(strings.TrimSpace(string(r.Body)))
 	if len(body) > 200 {
-		body = body[:200] + "…"
+		body = append(body[:200], '…')
 	}
-	return fmt.Sprintf("%d %s", r.Status, body)
+	return strings.TrimSpace(fmt.Sprintf("%d %s", r.Status, string(body)))
 }
 
 // Invoke calls method on path of app with body (JSON-encoded when not nil).

@@ -74,9 +74,21 @@ func (s *Store[T]) save(ctx context.Context, key string, v T, etag string) error
 		dapr.WithConcurrency(dapr.StateConcurrencyFirstWrite),
 		dapr.WithConsistency(dapr.StateConsistencyStrong))
 	if err != nil {
-		return fmt.Errorf("save state %s: %w", key, classify(err))
+		err = classify(err)
+		if etag == "" && !errors.Is(err, ErrConflict) && s.exists(ctx, key) {
+			// Stores differ in how they refuse a first write to an existing
+			// key: SQLite says the ETag mismatched, Redis fails its script
+			// with a plain error. The key being there is what matters.
+			err = fmt.Errorf("%w: %w", ErrConflict, err)
+		}
+		return fmt.Errorf("save state %s: %w", key, err)
 	}
 	return nil
+}
+
+func (s *Store[T]) exists(ctx context.Context, key string) bool {
+	item, err := s.client.GetStateWithConsistency(ctx, s.name, key, nil, dapr.StateConsistencyStrong)
+	return err == nil && item != nil && len(item.Value) > 0
 }
 
 // Delete removes key if its ETag is still etag (any ETag when etag is empty).

@@ -83,7 +83,7 @@ func decodeProblem(err error) *Problem {
 		}
 		return Validation([]FieldError{{
 			Field: field,
-			Error: fmt.Sprintf("must be a %s, not a JSON %s", jsonKind(typeErr.Type.Kind().String()), typeErr.Value),
+			Error: fmt.Sprintf("must be %s, not a JSON %s", jsonKind(typeErr.Type.Kind().String()), typeErr.Value),
 		}})
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		// encoding/json reports unknown fields only as text.
@@ -111,14 +111,14 @@ func (e *FieldDecodeError) Unwrap() error { return e.Err }
 func jsonKind(goKind string) string {
 	switch goKind {
 	case "string":
-		return "string"
+		return "a string"
 	case "bool":
-		return "boolean"
+		return "a boolean"
 	case "struct", "map":
-		return "object"
+		return "an object"
 	case "slice", "array":
-		return "array"
+		return "an array"
 	default:
-		return "number"
+		return "a number"
 	}
 }

@@ -92,6 +92,9 @@ func (c *Client) thirdParty(ctx context.Context, req messages.DeliveryRequested,
 		return fmt.Errorf("third party: %w", err)
 	}
 	if !resp.OK() {
+		if problemCode(resp) == "booking-canceled" {
+			return ErrRaced
+		}
 		return classify(StepThirdParty, resp)
 	}
 	var tp ThirdParty

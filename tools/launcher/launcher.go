@@ -263,7 +263,9 @@ func (s *Stack) startApp(a App, brokerEnv []string) error {
 		return fmt.Errorf("data dir: %w", err)
 	}
 	daprEnv := append(os.Environ(), brokerEnv...)
-	daprEnv = append(daprEnv, "FABRIKAM_STATE_DB="+filepath.Join(s.opts.DataDir, a.ID+".db"))
+	daprEnv = append(daprEnv,
+		"FABRIKAM_STATE_DB="+filepath.Join(s.opts.DataDir, a.ID+".db"),
+		"FABRIKAM_NAMERES_DB="+filepath.Join(s.opts.DataDir, "nameresolution.db"))
 	s.mu.Lock()
 	s.env[a.ID] = daprEnv
 	s.mu.Unlock()
@@ -296,6 +298,7 @@ func (s *Stack) daprdArgs(a App) []string {
 	if cfg := s.rf.configFile(s.opts.Root, e); cfg != "" {
 		args = append(args, "--config", cfg)
 	}
+	args = append(args, "--config", filepath.Join(s.opts.Root, "tools", "launcher", "nameresolution.yaml"))
 	if n := firstPositive(e.AppMaxConcurrency, s.rf.Common.AppMaxConcurrency); n > 0 {
 		args = append(args, "--app-max-concurrency", strconv.Itoa(n))
 	}
