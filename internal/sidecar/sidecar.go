@@ -19,14 +19,18 @@ import (
 // sidecar answers: the app and its sidecar start in any order, and calls made
 // before the sidecar is up fail like any other transient error. Reconnection
 // backoff is capped low so a restarted sidecar is found again within seconds.
-func Dial(addr string) (dapr.Client, error) {
-	conn, err := grpc.NewClient(addr,
+// opts are added to the connection's own, for instance the tracing stats
+// handler of telemetry.DialOption, which carries each call's trace context
+// to the sidecar.
+func Dial(addr string, opts ...grpc.DialOption) (dapr.Client, error) {
+	all := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
 			MinConnectTimeout: 2 * time.Second,
 		}),
-	)
+	}, opts...)
+	conn, err := grpc.NewClient(addr, all...)
 	if err != nil {
 		return nil, fmt.Errorf("dial dapr sidecar at %s: %w", addr, err)
 	}

@@ -84,23 +84,66 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach Flush on the real writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// Instrumentation traces and measures requests and serves the metrics;
+// *telemetry.Telemetry is one. The interface keeps this package free of
+// OpenTelemetry.
+type Instrumentation interface {
+	// Middleware wraps every request the router serves.
+	Middleware() func(http.Handler) http.Handler
+	// Handler serves the metrics in the Prometheus text format.
+	Handler() http.Handler
+}
+
+// RouterOption configures NewRouter.
+type RouterOption func(*routerConfig)
+
+type routerConfig struct {
+	instr Instrumentation
+}
+
+// WithInstrumentation traces and measures every request, 404 and 405
+// answers included, and serves GET /metrics.
+func WithInstrumentation(i Instrumentation) RouterOption {
+	return func(c *routerConfig) { c.instr = i }
+}
+
 // NewRouter returns a router with the shared middleware, /healthz, and problem
 // responses for unknown routes and wrong methods.
-func NewRouter(log *slog.Logger) *mux.Router {
+//
+// With instrumentation, its middleware runs first: the span is already in
+// the request's context when the recovery and access-log middleware log, so
+// their lines carry the trace id, and it sees the 500 that recovery writes
+// for a panic.
+func NewRouter(log *slog.Logger, opts ...RouterOption) *mux.Router {
+	var cfg routerConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	// mux runs Use middleware only on matched routes, so the 404 and 405
+	// handlers are wrapped themselves.
+	wrap := func(h http.Handler) http.Handler { return h }
 	r := mux.NewRouter()
+	if cfg.instr != nil {
+		mw := cfg.instr.Middleware()
+		r.Use(mux.MiddlewareFunc(mw))
+		wrap = mw
+	}
 	r.Use(Recover(log), AccessLog(log))
 	r.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}).Methods(http.MethodGet)
-	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	if cfg.instr != nil {
+		r.Handle("/metrics", cfg.instr.Handler()).Methods(http.MethodGet)
+	}
+	r.NotFoundHandler = wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		WriteProblem(w, r, NotFound("no route for "+r.Method+" "+r.URL.Path))
-	})
+	}))
 	router := r
-	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	r.MethodNotAllowedHandler = wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", strings.Join(allowed(router, r), ", "))
 		WriteProblem(w, r, NewProblem(http.StatusMethodNotAllowed, CodeMethodNotAllowed,
 			"Method not allowed", r.Method+" is not supported on "+r.URL.Path))
-	})
+	}))
 	return r
 }
 
