@@ -26,10 +26,12 @@ vet: ## gofmt and go vet
 unit: ## unit tests with the race detector
 	$(GO) test -race -count=1 ./apps/... ./internal/... ./tools/...
 
+# One package at a time: each starts a stack of its own, and the failure
+# tests measure breakers and timeouts that two stacks on two cores would blur.
 e2e: daprd ## end-to-end tests against real sidecars and brokers, per profile
 	@DAPRD=$$(tools/daprd/ensure.sh); set -e; for p in $(E2E_PROFILES); do \
 		echo "== end-to-end, profile $$p"; \
-		DAPRD=$$DAPRD E2E_PROFILE=$$p $(GO) test -count=1 -timeout 20m ./tests/...; \
+		DAPRD=$$DAPRD E2E_PROFILE=$$p $(GO) test -p 1 -count=1 -timeout 30m ./tests/...; \
 	done
 
 test: vet unit e2e ## everything CI runs

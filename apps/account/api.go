@@ -47,6 +47,12 @@ func key(id string) string { return "account:" + id }
 
 func (a *api) routes(r *mux.Router) {
 	r.Use(a.healthGate)
+	// The scheduler looks owners up with a query on the collection: Dapr
+	// keys its circuit breakers by app and method path (an id in the path
+	// would give every owner a breaker of its own), and counts every non-2xx
+	// answer as a failure, so an unknown owner is an empty result (200), not
+	// a 404 that a burst of bad requests could turn into an open breaker.
+	r.Handle("/api/accounts", a.handleQuery()).Methods(http.MethodGet).Queries("id", "{id}")
 	r.Handle("/api/accounts", a.handleList()).Methods(http.MethodGet)
 	r.Handle("/api/accounts/{id}", a.handleGet()).Methods(http.MethodGet)
 	r.Handle("/api/accounts/{id}", a.handlePut()).Methods(http.MethodPut)
@@ -240,4 +246,23 @@ func (a *api) notSeeded(w http.ResponseWriter, r *http.Request) {
 func (a *api) storeFailed(w http.ResponseWriter, r *http.Request, err error) {
 	a.log.WarnContext(r.Context(), "state store call failed", "err", err)
 	web.WriteProblem(w, r, web.Unavailable("the account store is unavailable", 1))
+}
+
+// handleQuery answers GET /api/accounts?id=X with the matching accounts: one,
+// or none when the owner is unknown.
+func (a *api) handleQuery() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := mux.Vars(r)["id"]
+		acct, _, found, err := a.accounts.Get(r.Context(), key(id))
+		switch {
+		case err != nil:
+			a.storeFailed(w, r, err)
+		case !found && !a.seeded.Load():
+			web.WriteProblem(w, r, web.Unavailable("accounts are still being loaded", 1))
+		case !found:
+			web.WriteJSON(w, http.StatusOK, map[string][]Account{"accounts": {}})
+		default:
+			web.WriteJSON(w, http.StatusOK, map[string][]Account{"accounts": {acct}})
+		}
+	})
 }

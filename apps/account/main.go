@@ -12,9 +12,11 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/fabrikam/dronedelivery/internal/faults"
 	"github.com/fabrikam/dronedelivery/internal/logging"
 	"github.com/fabrikam/dronedelivery/internal/messages"
 	"github.com/fabrikam/dronedelivery/internal/sidecar"
+	"github.com/fabrikam/dronedelivery/internal/telemetry"
 	"github.com/fabrikam/dronedelivery/internal/web"
 )
 
@@ -30,6 +32,8 @@ type config struct {
 	Log     logging.Config
 	// AccountsFile replaces the built-in seed accounts when set.
 	AccountsFile string `envconfig:"ACCOUNTS_FILE"`
+	// FaultInjection=on enables internal/faults; production never sets it.
+	FaultInjection string `envconfig:"FAULT_INJECTION" default:"off"`
 }
 
 func main() {
@@ -47,6 +51,11 @@ func run(ctx context.Context) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	log := logging.New(os.Stdout, "account", cfg.Log.Level, cfg.Log.Format)
+	tel, err := telemetry.Setup(ctx, "account")
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	defer tel.Close(log)
 
 	data := defaultAccounts
 	if cfg.AccountsFile != "" {
@@ -61,7 +70,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 
-	dc, err := sidecar.Dial(cfg.Sidecar.GRPCAddr())
+	dc, err := sidecar.Dial(cfg.Sidecar.GRPCAddr(), tel.DialOption())
 	if err != nil {
 		return err
 	}
@@ -72,7 +81,11 @@ func run(ctx context.Context) error {
 		accounts: sidecar.NewStore[Account](dc, messages.StateStore, 0),
 		index:    sidecar.NewStore[accountIndex](dc, messages.StateStore, 0),
 	}
-	router := web.NewRouter(log)
+	router := web.NewRouter(log, web.WithInstrumentation(tel))
+	// Off unless FAULT_INJECTION=on, which only test stacks set.
+	inj := faults.New(cfg.FaultInjection == "on")
+	router.Use(inj.Middleware)
+	inj.Routes(router)
 	a.routes(router)
 
 	// Seeding runs beside the server, not before it: the sidecar waits for

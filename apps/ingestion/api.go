@@ -17,6 +17,7 @@ import (
 	"github.com/fabrikam/dronedelivery/internal/geo"
 	"github.com/fabrikam/dronedelivery/internal/messages"
 	"github.com/fabrikam/dronedelivery/internal/sidecar"
+	"github.com/fabrikam/dronedelivery/internal/telemetry"
 	"github.com/fabrikam/dronedelivery/internal/web"
 )
 
@@ -48,10 +49,11 @@ type store[T any] interface {
 
 // transactionView is the scheduler's account of a delivery's transaction.
 type transactionView struct {
-	Status    string          `json:"status"`
-	Reason    string          `json:"reason,omitempty"`
-	UpdatedAt time.Time       `json:"updatedAt"`
-	Schedule  json.RawMessage `json:"schedule,omitempty"`
+	Status       string          `json:"status"`
+	Compensation string          `json:"compensation,omitempty"`
+	Reason       string          `json:"reason,omitempty"`
+	UpdatedAt    time.Time       `json:"updatedAt"`
+	Schedule     json.RawMessage `json:"schedule,omitempty"`
 }
 
 // scheduler answers what became of a delivery request.
@@ -76,6 +78,8 @@ type api struct {
 	places    geo.Gazetteer
 	now       func() time.Time
 	newID     func() string
+	// biz counts accepted requests; nil counts nothing.
+	biz *telemetry.Business
 }
 
 func (a *api) routes(r *mux.Router) {
@@ -165,6 +169,7 @@ func (a *api) handleCreate() http.Handler {
 			}
 		}
 		a.log.InfoContext(ctx, "delivery request accepted", "deliveryId", msg.DeliveryID, "ownerId", msg.OwnerID)
+		a.biz.Accepted(ctx)
 		a.writeAccepted(w, msg)
 	})
 }
@@ -238,14 +243,16 @@ func (a *api) unavailable(w http.ResponseWriter, r *http.Request, what string, e
 
 // statusResponse is the status resource of a delivery request.
 type statusResponse struct {
-	DeliveryID string                      `json:"deliveryId"`
-	Status     string                      `json:"status"`
-	Reason     string                      `json:"reason,omitempty"`
-	AcceptedAt *time.Time                  `json:"acceptedAt,omitempty"`
-	UpdatedAt  *time.Time                  `json:"updatedAt,omitempty"`
-	Schedule   json.RawMessage             `json:"schedule,omitempty"`
-	Request    *messages.DeliveryRequested `json:"request,omitempty"`
-	Links      map[string]string           `json:"links"`
+	DeliveryID string `json:"deliveryId"`
+	Status     string `json:"status"`
+	Reason     string `json:"reason,omitempty"`
+	// Compensation tells how the undoing of a failed request went.
+	Compensation string                      `json:"compensation,omitempty"`
+	AcceptedAt   *time.Time                  `json:"acceptedAt,omitempty"`
+	UpdatedAt    *time.Time                  `json:"updatedAt,omitempty"`
+	Schedule     json.RawMessage             `json:"schedule,omitempty"`
+	Request      *messages.DeliveryRequested `json:"request,omitempty"`
+	Links        map[string]string           `json:"links"`
 }
 
 func (a *api) handleGet() http.Handler {
@@ -281,6 +288,7 @@ func (a *api) handleGet() http.Handler {
 		}
 		if txFound {
 			resp.Status, resp.Reason, resp.Schedule = tx.Status, tx.Reason, tx.Schedule
+			resp.Compensation = tx.Compensation
 			resp.UpdatedAt = &tx.UpdatedAt
 		} else if txErr != nil {
 			// Accepted is still true; say so rather than fail the read.

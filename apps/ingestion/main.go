@@ -17,10 +17,12 @@ import (
 	"github.com/google/uuid"
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/fabrikam/dronedelivery/internal/faults"
 	"github.com/fabrikam/dronedelivery/internal/geo"
 	"github.com/fabrikam/dronedelivery/internal/logging"
 	"github.com/fabrikam/dronedelivery/internal/messages"
 	"github.com/fabrikam/dronedelivery/internal/sidecar"
+	"github.com/fabrikam/dronedelivery/internal/telemetry"
 	"github.com/fabrikam/dronedelivery/internal/web"
 )
 
@@ -34,6 +36,8 @@ type config struct {
 	IdempotencyTTL time.Duration `envconfig:"IDEMPOTENCY_TTL" default:"24h"`
 	// SchedulerAppID is the app the status resource asks about progress.
 	SchedulerAppID string `envconfig:"SCHEDULER_APP_ID" default:"scheduler"`
+	// FaultInjection=on enables internal/faults; production never sets it.
+	FaultInjection string `envconfig:"FAULT_INJECTION" default:"off"`
 }
 
 func main() {
@@ -51,13 +55,18 @@ func run(ctx context.Context) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	log := logging.New(os.Stdout, "ingestion", cfg.Log.Level, cfg.Log.Format)
+	tel, err := telemetry.Setup(ctx, "ingestion")
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	defer tel.Close(log)
 
-	dc, err := sidecar.Dial(cfg.Sidecar.GRPCAddr())
+	dc, err := sidecar.Dial(cfg.Sidecar.GRPCAddr(), tel.DialOption())
 	if err != nil {
 		return err
 	}
 	defer dc.Close()
-	invoker := sidecar.NewInvoker(cfg.Sidecar.HTTPAddr(), nil)
+	invoker := sidecar.NewInvoker(cfg.Sidecar.HTTPAddr(), tel.HTTPClient())
 
 	a := &api{
 		log:       log,
@@ -68,8 +77,13 @@ func run(ctx context.Context) error {
 		places:    geo.DefaultGazetteer(),
 		now:       time.Now,
 		newID:     func() string { return uuid.NewString() },
+		biz:       tel.Business(),
 	}
-	router := web.NewRouter(log)
+	router := web.NewRouter(log, web.WithInstrumentation(tel))
+	// Off unless FAULT_INJECTION=on, which only test stacks set.
+	inj := faults.New(cfg.FaultInjection == "on")
+	router.Use(inj.Middleware)
+	inj.Routes(router)
 	a.routes(router)
 
 	log.Info("starting", "port", cfg.Port)
@@ -85,19 +99,23 @@ type schedulerClient struct {
 func (s *schedulerClient) Transaction(ctx context.Context, id string) (*transactionView, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	resp, err := s.invoker.Invoke(ctx, s.appID, http.MethodGet, "/api/transactions/"+url.PathEscape(id), nil)
+	// A query with the id, not /api/transactions/{id}: see the scheduler's
+	// routes for why an unknown id must not be a 404 here.
+	resp, err := s.invoker.Invoke(ctx, s.appID, http.MethodGet, "/api/transactions?"+url.Values{"id": {id}}.Encode(), nil)
 	if err != nil {
 		return nil, false, err
 	}
-	switch {
-	case resp.Status == http.StatusNotFound:
-		return nil, false, nil
-	case !resp.OK():
+	if !resp.OK() {
 		return nil, false, errors.New("scheduler answered " + resp.Detail())
 	}
-	var v transactionView
-	if err := resp.Decode(&v); err != nil {
+	var found struct {
+		Transactions []transactionView `json:"transactions"`
+	}
+	if err := resp.Decode(&found); err != nil {
 		return nil, false, err
 	}
-	return &v, true, nil
+	if len(found.Transactions) == 0 {
+		return nil, false, nil
+	}
+	return &found.Transactions[0], true, nil
 }

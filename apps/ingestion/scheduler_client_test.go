@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -56,8 +57,8 @@ func TestSchedulerClientTransaction(t *testing.T) {
 		wantErr    string // "" for no error
 		wantStatus string
 	}{
-		{"found", 200, `{"status":"Scheduled","reason":"","updatedAt":"2026-05-14T09:10:00Z","schedule":{"droneId":"drone-7"}}`, true, "", "Scheduled"},
-		{"not found", 404, `{"title":"Not found","status":404,"code":"not-found"}`, false, "", ""},
+		{"found", 200, `{"transactions":[{"status":"Scheduled","reason":"","updatedAt":"2026-05-14T09:10:00Z","schedule":{"droneId":"drone-7"}}]}`, true, "", "Scheduled"},
+		{"not found", 200, `{"transactions":[]}`, false, "", ""},
 		{"scheduler error", 500, `{"title":"Internal error","detail":"boom"}`, false, "500 Internal error: boom", ""},
 		{"sidecar cannot reach scheduler", 502, `bad gateway`, false, "502 bad gateway", ""},
 		{"undecodable answer", 200, `<html>`, false, "decode response", ""},
@@ -69,7 +70,7 @@ func TestSchedulerClientTransaction(t *testing.T) {
 			c := newSchedulerClient(t, stub)
 			v, found, err := c.Transaction(context.Background(), id)
 			paths, methods := stub.requests()
-			if want := "/v1.0/invoke/scheduler/method/api/transactions/" + id; len(paths) != 1 || paths[0] != want || methods[0] != http.MethodGet {
+			if want := "/v1.0/invoke/scheduler/method/api/transactions?id=" + id; len(paths) != 1 || paths[0] != want || methods[0] != http.MethodGet {
 				t.Errorf("got requests %v %v, want one GET %s", methods, paths, want)
 			}
 			if found != tt.wantFound {
@@ -106,19 +107,17 @@ func TestSchedulerClientSidecarDown(t *testing.T) {
 	}
 }
 
-// The status route does not check that {id} is a UUID, so whatever the
-// client percent-encodes reaches the scheduler call: "x%3Fa=b" becomes the id
-// "x?a=b", which schedulerClient splices unescaped into the invoke URL.
+// Whatever the id holds, it reaches the scheduler as one query value.
 func TestSchedulerClientEscapesID(t *testing.T) {
 	t.Parallel()
 	for _, id := range []string{"abc?x=1", "abc#frag"} {
-		stub := &sidecarStub{status: 404, body: `{}`}
+		stub := &sidecarStub{status: 200, body: `{"transactions":[]}`}
 		c := newSchedulerClient(t, stub)
 		if _, _, err := c.Transaction(context.Background(), id); err != nil {
 			t.Fatal(err)
 		}
 		paths, _ := stub.requests()
-		want := "/v1.0/invoke/scheduler/method/api/transactions/" + strings.NewReplacer("?", "%3F", "#", "%23").Replace(id)
+		want := "/v1.0/invoke/scheduler/method/api/transactions?id=" + url.QueryEscape(id)
 		if len(paths) != 1 || paths[0] != want {
 			t.Errorf("id %q: got requests %v, want %s", id, paths, want)
 		}

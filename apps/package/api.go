@@ -35,6 +35,12 @@ type api struct {
 func key(id string) string { return "package:" + id }
 
 func (a *api) routes(r *mux.Router) {
+	// Internal callers (the scheduler and the supervisor, through Dapr) use
+	// the forms with the id in the query. Dapr keys its circuit breakers by
+	// app and method path, so with the id in the path every delivery would
+	// get a breaker of its own, and none would ever protect the service.
+	r.Handle("/api/packages", a.handlePut()).Methods(http.MethodPut).Queries("id", "{id}")
+	r.Handle("/api/packages", a.handleDelete()).Methods(http.MethodDelete).Queries("id", "{id}")
 	r.Handle("/api/packages/{id}", a.handlePut()).Methods(http.MethodPut)
 	r.Handle("/api/packages/{id}", a.handleGet()).Methods(http.MethodGet)
 	r.Handle("/api/packages/{id}", a.handlePatch()).Methods(http.MethodPatch)

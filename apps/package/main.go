@@ -11,9 +11,11 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/fabrikam/dronedelivery/internal/faults"
 	"github.com/fabrikam/dronedelivery/internal/logging"
 	"github.com/fabrikam/dronedelivery/internal/messages"
 	"github.com/fabrikam/dronedelivery/internal/sidecar"
+	"github.com/fabrikam/dronedelivery/internal/telemetry"
 	"github.com/fabrikam/dronedelivery/internal/web"
 )
 
@@ -21,6 +23,8 @@ type config struct {
 	Port    int `envconfig:"APP_PORT" default:"8080"`
 	Sidecar sidecar.Config
 	Log     logging.Config
+	// FaultInjection=on enables internal/faults; production never sets it.
+	FaultInjection string `envconfig:"FAULT_INJECTION" default:"off"`
 }
 
 func main() {
@@ -38,14 +42,23 @@ func run(ctx context.Context) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	log := logging.New(os.Stdout, "package", cfg.Log.Level, cfg.Log.Format)
-	dc, err := sidecar.Dial(cfg.Sidecar.GRPCAddr())
+	tel, err := telemetry.Setup(ctx, "package")
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	defer tel.Close(log)
+	dc, err := sidecar.Dial(cfg.Sidecar.GRPCAddr(), tel.DialOption())
 	if err != nil {
 		return err
 	}
 	defer dc.Close()
 
 	a := &api{log: log, store: sidecar.NewStore[Package](dc, messages.StateStore, 0), now: time.Now}
-	router := web.NewRouter(log)
+	router := web.NewRouter(log, web.WithInstrumentation(tel))
+	// Off unless FAULT_INJECTION=on, which only test stacks set.
+	inj := faults.New(cfg.FaultInjection == "on")
+	router.Use(inj.Middleware)
+	inj.Routes(router)
 	a.routes(router)
 
 	log.Info("starting", "port", cfg.Port)

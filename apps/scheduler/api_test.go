@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fabrikam/dronedelivery/internal/messages"
+	"github.com/fabrikam/dronedelivery/internal/sidecar/sidecartest"
 	"github.com/fabrikam/dronedelivery/internal/web"
 	"github.com/fabrikam/dronedelivery/internal/workflow"
 )
@@ -120,8 +121,30 @@ func TestSubscriptionDrops(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newAPIFixture(t)
 			rec := f.do(t, http.MethodPost, tt.route, tt.body)
-			if got := subscriptionStatus(t, rec); got != "DROP" {
-				t.Fatalf("status %q, want DROP", got)
+			// An undecodable CloudEvent is dropped to the sidecar's
+			// dead-letter policy; anything the handler refuses is parked on
+			// the dead-letter topic with its reason and acknowledged.
+			want, parked := "SUCCESS", 1
+			if tt.name == "not a cloudevent" {
+				want, parked = "DROP", 0
+			}
+			if got := subscriptionStatus(t, rec); got != want {
+				t.Fatalf("status %q, want %s", got, want)
+			}
+			var dead []sidecartest.Published
+			for _, m := range f.pub.Messages() {
+				if m.Topic == messages.TopicDeadLetters {
+					dead = append(dead, m)
+				}
+			}
+			if len(dead) != parked {
+				t.Fatalf("%d messages parked on the dead-letter topic, want %d", len(dead), parked)
+			}
+			if parked == 1 {
+				dl, ok := dead[0].Data.(messages.DeadLetter)
+				if !ok || dl.Reason == "" || dl.Topic == "" && dl.EventID != "e" {
+					t.Errorf("dead letter %+v lacks its reason or origin", dead[0].Data)
+				}
 			}
 			if ev := f.steps.Events(); len(ev) != 0 {
 				t.Fatalf("a dropped message reached the steps: %+v", ev)

@@ -13,9 +13,11 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/fabrikam/dronedelivery/internal/faults"
 	"github.com/fabrikam/dronedelivery/internal/logging"
 	"github.com/fabrikam/dronedelivery/internal/messages"
 	"github.com/fabrikam/dronedelivery/internal/sidecar"
+	"github.com/fabrikam/dronedelivery/internal/telemetry"
 	"github.com/fabrikam/dronedelivery/internal/web"
 	"github.com/fabrikam/dronedelivery/internal/workflow"
 )
@@ -32,6 +34,8 @@ type config struct {
 	// rejected. It must stay well inside the inbound retry budget of the
 	// pub/sub component (resiliency/resiliency.yaml).
 	DroneWait time.Duration `envconfig:"DRONE_WAIT" default:"60s"`
+	// FaultInjection=on enables internal/faults; production never sets it.
+	FaultInjection string `envconfig:"FAULT_INJECTION" default:"off"`
 }
 
 func main() {
@@ -49,22 +53,36 @@ func run(ctx context.Context) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	log := logging.New(os.Stdout, "scheduler", cfg.Log.Level, cfg.Log.Format)
-	dc, err := sidecar.Dial(cfg.Sidecar.GRPCAddr())
+	tel, err := telemetry.Setup(ctx, "scheduler")
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	defer tel.Close(log)
+	dc, err := sidecar.Dial(cfg.Sidecar.GRPCAddr(), tel.DialOption())
 	if err != nil {
 		return err
 	}
 	defer dc.Close()
 
 	proc := &processor{
-		log:    log,
-		store:  sidecar.NewStore[Transaction](dc, messages.StateStore, 0),
+		log:   log,
+		store: sidecar.NewStore[Transaction](dc, messages.StateStore, 0),
+		index: &index{
+			log: log, store: sidecar.NewStore[bucket](dc, messages.StateStore, 0),
+			buckets: 16, maxFinal: 500,
+		},
 		pub:    sidecar.NewPublisher(dc, messages.PubSub),
-		steps:  workflow.NewClient(sidecar.NewInvoker(cfg.Sidecar.HTTPAddr(), nil), cfg.Apps),
+		steps:  workflow.NewClient(sidecar.NewInvoker(cfg.Sidecar.HTTPAddr(), tel.HTTPClient()), cfg.Apps),
 		limits: limits{MaxAttempts: cfg.MaxAttempts, DroneWait: cfg.DroneWait},
 		now:    time.Now,
+		biz:    tel.Business(),
 	}
 	a := &api{log: log, proc: proc}
-	router := web.NewRouter(log)
+	router := web.NewRouter(log, web.WithInstrumentation(tel))
+	// Off unless FAULT_INJECTION=on, which only test stacks set.
+	inj := faults.New(cfg.FaultInjection == "on")
+	router.Use(inj.Middleware)
+	inj.Routes(router)
 	a.routes(router)
 	return web.Serve(ctx, web.ServerConfig{Addr: fmt.Sprintf(":%d", cfg.Port)}, router, log)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/fabrikam/dronedelivery/internal/messages"
 	"github.com/fabrikam/dronedelivery/internal/sidecar"
+	"github.com/fabrikam/dronedelivery/internal/telemetry"
 	"github.com/fabrikam/dronedelivery/internal/workflow"
 )
 
@@ -41,10 +42,13 @@ type limits struct {
 type processor struct {
 	log    *slog.Logger
 	store  store
+	index  *index
 	pub    publisher
 	steps  steps
 	limits limits
 	now    func() time.Time
+	// biz counts outcomes; nil counts nothing.
+	biz *telemetry.Business
 }
 
 func txKey(id string) string { return "tx:" + id }
@@ -82,6 +86,9 @@ func (p *processor) load(ctx context.Context, id string, init func(*Transaction)
 		init(&tx)
 		err = p.store.Create(ctx, txKey(id), tx)
 		if err == nil {
+			if tx.Status == StatusInProgress {
+				p.index.started(ctx, id, now)
+			}
 			return p.reload(ctx, id)
 		}
 		if !errors.Is(err, sidecar.ErrConflict) {
@@ -168,6 +175,7 @@ func (p *processor) advance(ctx context.Context, tx Transaction, etag string) er
 			}
 			if next.Status == StatusScheduled {
 				p.log.InfoContext(ctx, "delivery scheduled", "deliveryId", tx.DeliveryID)
+				p.biz.Scheduled(ctx)
 			}
 			tx, etag = next, nextTag
 		case p.changedMeanwhile(ctx, &tx, &etag):
@@ -272,6 +280,7 @@ func (p *processor) fail(ctx context.Context, tx Transaction, etag string, step 
 		return err
 	}
 	p.log.WarnContext(ctx, "delivery failed", "deliveryId", tx.DeliveryID, "step", step.String(), "reason", reason)
+	p.biz.Failed(ctx)
 	return nil
 }
 
@@ -291,6 +300,12 @@ func (p *processor) undo(ctx context.Context, tx Transaction, etag string, statu
 		return err
 	}
 	p.log.InfoContext(ctx, "delivery "+string(status), "deliveryId", tx.DeliveryID, "reason", reason)
+	switch status {
+	case StatusRejected:
+		p.biz.Rejected(ctx)
+	case StatusCanceled:
+		p.biz.Canceled(ctx)
+	}
 	return nil
 }
 
@@ -390,6 +405,11 @@ func (p *processor) checkpoint(ctx context.Context, tx Transaction, etag string)
 	tx.UpdatedAt = p.now().UTC()
 	if err := p.store.Replace(ctx, txKey(tx.DeliveryID), tx, etag); err != nil {
 		return tx, "", err
+	}
+	if tx.Status.Final() && tx.UndoPending == nil && tx.Compensation == "" {
+		// Reaching an end (not bookkeeping after it) takes it off the
+		// in-progress list.
+		p.index.ended(ctx, tx.DeliveryID, tx.Status, tx.UpdatedAt)
 	}
 	return p.reload(ctx, tx.DeliveryID)
 }

@@ -47,8 +47,12 @@ type Transaction struct {
 	// redelivery instead of forgotten.
 	UndoPending *workflow.Step `json:"undoPending,omitempty"`
 	Reschedules int            `json:"reschedules,omitempty"`
-	CreatedAt   time.Time      `json:"createdAt"`
-	UpdatedAt   time.Time      `json:"updatedAt"`
+	// Compensation is the supervisor's progress undoing a failed
+	// transaction: "compensating", then "compensated".
+	Compensation  string     `json:"compensation,omitempty"`
+	CompensatedAt *time.Time `json:"compensatedAt,omitempty"`
+	CreatedAt     time.Time  `json:"createdAt"`
+	UpdatedAt     time.Time  `json:"updatedAt"`
 }
 
 // Schedule is the public summary of what was booked.

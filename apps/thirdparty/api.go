@@ -34,6 +34,12 @@ type api struct {
 func key(deliveryID string) string { return "thirdparty:" + deliveryID }
 
 func (a *api) routes(r *mux.Router) {
+	// Internal callers (the scheduler and the supervisor, through Dapr) use
+	// the forms with the id in the query. Dapr keys its circuit breakers by
+	// app and method path, so with the id in the path every delivery would
+	// get a breaker of its own, and none would ever protect the service.
+	r.Handle("/api/thirdpartydeliveries", a.handlePut()).Methods(http.MethodPut).Queries("deliveryId", "{deliveryId}")
+	r.Handle("/api/thirdpartydeliveries", a.handleCancel()).Methods(http.MethodDelete).Queries("deliveryId", "{deliveryId}")
 	r.Handle("/api/thirdpartydeliveries/{deliveryId}", a.handlePut()).Methods(http.MethodPut)
 	r.Handle("/api/thirdpartydeliveries/{deliveryId}", a.handleGet()).Methods(http.MethodGet)
 	r.Handle("/api/thirdpartydeliveries/{deliveryId}", a.handleCancel()).Methods(http.MethodDelete)

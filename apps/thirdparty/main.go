@@ -15,9 +15,11 @@ import (
 	"github.com/google/uuid"
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/fabrikam/dronedelivery/internal/faults"
 	"github.com/fabrikam/dronedelivery/internal/logging"
 	"github.com/fabrikam/dronedelivery/internal/messages"
 	"github.com/fabrikam/dronedelivery/internal/sidecar"
+	"github.com/fabrikam/dronedelivery/internal/telemetry"
 	"github.com/fabrikam/dronedelivery/internal/web"
 )
 
@@ -31,6 +33,8 @@ type config struct {
 	MaxPayloadKg float64 `envconfig:"MAX_DRONE_PAYLOAD_KG" default:"20"`
 	// Carrier is the company deliveries beyond those limits go to.
 	Carrier string `envconfig:"CARRIER_NAME" default:"Contoso Freight"`
+	// FaultInjection=on enables internal/faults; production never sets it.
+	FaultInjection string `envconfig:"FAULT_INJECTION" default:"off"`
 }
 
 func main() {
@@ -56,7 +60,12 @@ func run(ctx context.Context) error {
 		return errors.New("config: CARRIER_NAME must not be empty")
 	}
 	log := logging.New(os.Stdout, "thirdparty", cfg.Log.Level, cfg.Log.Format)
-	dc, err := sidecar.Dial(cfg.Sidecar.GRPCAddr())
+	tel, err := telemetry.Setup(ctx, "thirdparty")
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	defer tel.Close(log)
+	dc, err := sidecar.Dial(cfg.Sidecar.GRPCAddr(), tel.DialOption())
 	if err != nil {
 		return err
 	}
@@ -70,7 +79,11 @@ func run(ctx context.Context) error {
 		now:     time.Now,
 		newID:   uuid.NewString,
 	}
-	router := web.NewRouter(log)
+	router := web.NewRouter(log, web.WithInstrumentation(tel))
+	// Off unless FAULT_INJECTION=on, which only test stacks set.
+	inj := faults.New(cfg.FaultInjection == "on")
+	router.Use(inj.Middleware)
+	inj.Routes(router)
 	a.routes(router)
 
 	log.Info("starting", "port", cfg.Port, "max_range_km", cfg.MaxRangeKm, "max_payload_kg", cfg.MaxPayloadKg, "carrier", cfg.Carrier)

@@ -565,11 +565,11 @@ func stopAll(ps []*process, grace time.Duration) {
 // PrintTable writes what runs where.
 func (s *Stack) PrintTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "APP\tAPP URL\tDAPR HTTP\tDAPR gRPC\tSIDECAR METRICS")
+	fmt.Fprintln(tw, "APP\tAPP URL\tAPP METRICS\tDAPR HTTP\tDAPR gRPC\tSIDECAR METRICS")
 	apps := s.Apps()
 	sort.Slice(apps, func(i, j int) bool { return apps[i].ID < apps[j].ID })
 	for _, a := range apps {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t127.0.0.1:%d\t%s\n", a.ID, a.URL(), a.DaprURL(), a.DaprGRPCPort, a.MetricsURL())
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t127.0.0.1:%d\t%s\n", a.ID, a.URL(), a.URL()+"/metrics", a.DaprURL(), a.DaprGRPCPort, a.MetricsURL())
 	}
 	tw.Flush()
 	switch {

@@ -28,14 +28,16 @@ type process struct {
 
 const tailLines = 40
 
-// start launches the process in its own process group, so a Ctrl-C in the
-// terminal reaches only the launcher, which then stops children in order.
-// Pdeathsig kills the child if the launcher itself dies without cleaning up.
+// startProcess launches the process in a session of its own, so neither a
+// Ctrl-C nor a hangup of the terminal reaches it directly: only the launcher
+// gets those, and it stops children in order. (daprd takes SIGHUP as "restart
+// in place", which fails under load.) Pdeathsig kills the child if the
+// launcher itself dies without cleaning up.
 func startProcess(name, dir string, env []string, out *logSink, onExit func(*process), argv ...string) (*process, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
 	cmd.Env = env
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
 	p := &process{name: name, cmd: cmd, out: out, done: make(chan struct{})}
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw

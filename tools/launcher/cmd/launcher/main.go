@@ -29,23 +29,29 @@ func run() error {
 	profile := flag.String("profile", envOr("PROFILE", "local"), "component profile: a directory under components/")
 	root := flag.String("root", ".", "repository root, where dapr.yaml is")
 	apps := flag.String("apps", "", "comma-separated app IDs to run (default: all in dapr.yaml)")
+	freePorts := flag.Bool("free-ports", false, "pick free ports and an isolated broker, to run beside another stack")
+	dataDir := flag.String("data-dir", "", "broker and state data (default .data/<profile>)")
+	binDir := flag.String("bin-dir", "", "where to build the apps (default .bin)")
 	flag.Parse()
 
 	daprd, err := launcher.FindDaprd()
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 
 	began := time.Now()
 	fmt.Printf("starting the %s stack with %s\n", *profile, daprd)
 	stack, err := launcher.Start(ctx, launcher.Options{
-		Root:    *root,
-		Profile: *profile,
-		Daprd:   daprd,
-		Color:   isTerminal(os.Stdout),
-		Apps:    splitList(*apps),
+		Root:      *root,
+		Profile:   *profile,
+		Daprd:     daprd,
+		Color:     isTerminal(os.Stdout),
+		Apps:      splitList(*apps),
+		FreePorts: *freePorts,
+		DataDir:   *dataDir,
+		BinDir:    *binDir,
 	})
 	if err != nil {
 		return err
