@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/fabrikam/dronedelivery/internal/geo"
+	"github.com/fabrikam/dronedelivery/internal/messages"
 	"github.com/fabrikam/dronedelivery/internal/sidecar"
 	"github.com/fabrikam/dronedelivery/internal/web"
 )
@@ -21,23 +23,57 @@ type store interface {
 	Update(ctx context.Context, key string, fn func(v *Delivery, found bool) (bool, error)) (Delivery, error)
 }
 
-const codeDeliveryConflict = "delivery-conflict"
+// eventPublisher publishes a CloudEvent with a chosen id; cloudEvents is one.
+type eventPublisher interface {
+	PublishEvent(ctx context.Context, topic, eventType, key, id string, data any) error
+}
+
+const (
+	codeDeliveryConflict = "delivery-conflict"
+	codeDeliveryInFlight = "delivery-in-flight"
+)
+
+// causeAPI marks transitions made through the HTTP API.
+const causeAPI = "api"
 
 type api struct {
 	log   *slog.Logger
 	store store
+	pub   eventPublisher
 	now   func() time.Time
+	// trackEvery is the least time between two applied drone reports that
+	// move no stage (report timestamps); zero applies every report.
+	trackEvery time.Duration
+	// live tunes the Server-Sent Events stream of /live.
+	live liveConfig
+	// stop is closed when the service shuts down; it ends live streams,
+	// which would otherwise hold the server's shutdown up.
+	stop <-chan struct{}
 }
 
 func key(id string) string { return "delivery:" + id }
 
 func (a *api) routes(r *mux.Router) {
+	// Internal callers (the scheduler and the supervisor, through Dapr) use
+	// the forms with the id in the query. Dapr keys its circuit breakers by
+	// app and method path, so with the id in the path every delivery would
+	// get a breaker of its own, and none would ever protect the service.
+	r.Handle("/api/deliveries", a.handlePut()).Methods(http.MethodPut).Queries("id", "{id}")
+	r.Handle("/api/deliveries", a.handlePatch()).Methods(http.MethodPatch).Queries("id", "{id}")
+	r.Handle("/api/deliveries", a.handleCancel()).Methods(http.MethodDelete).Queries("id", "{id}")
+	r.Handle("/api/failed-deliveries", a.handleFail()).Methods(http.MethodPut).Queries("id", "{id}")
 	r.Handle("/api/deliveries/{id}", a.handlePut()).Methods(http.MethodPut)
 	r.Handle("/api/deliveries/{id}", a.handleGet()).Methods(http.MethodGet)
 	r.Handle("/api/deliveries/{id}", a.handlePatch()).Methods(http.MethodPatch)
 	r.Handle("/api/deliveries/{id}", a.handleCancel()).Methods(http.MethodDelete)
 	r.Handle("/api/deliveries/{id}/failure", a.handleFail()).Methods(http.MethodPut)
 	r.Handle("/api/deliveries/{id}/status", a.handleStatus()).Methods(http.MethodGet)
+	r.Handle("/api/deliveries/{id}/live", a.handleLive()).Methods(http.MethodGet)
+	// Drone reports, routed here by components/shared/subscriptions-tracking.yaml.
+	r.Handle(routeDroneStatus, sidecar.Subscription(a.log, a.onDroneStatus)).Methods(http.MethodPost)
+	r.Handle(routeDroneUnknown, sidecar.Subscription(a.log, func(_ context.Context, e sidecar.Event) error {
+		return sidecar.Drop(fmt.Errorf("unknown event type %q on %s", e.Type, e.Topic))
+	})).Methods(http.MethodPost)
 }
 
 // putBody is what the scheduler sends to create a delivery.
@@ -109,29 +145,34 @@ func (a *api) handlePut() http.Handler {
 			Deadline: b.Deadline, Expedited: b.Expedited, ConfirmationRequired: b.ConfirmationRequired,
 			PackageID: b.PackageID, DroneID: b.DroneID, Carrier: b.Carrier,
 			PickupETA: b.PickupETA, DeliveryETA: b.DeliveryETA,
-			Stage: StageCreated, CreatedAt: now, UpdatedAt: now,
+			CreatedAt: now, UpdatedAt: now,
 		}
+		d.enter(StageCreated, now, now, "", causeAPI)
 		err := a.store.Create(r.Context(), key(id), d)
-		if err == nil {
-			w.Header().Set("Location", "/api/deliveries/"+id)
-			web.WriteJSON(w, http.StatusCreated, d)
-			return
+		status := http.StatusCreated
+		if errors.Is(err, sidecar.ErrConflict) {
+			var cur Delivery
+			cur, _, _, err = a.store.Get(r.Context(), key(id))
+			if err == nil && !sameBooking(cur, d) {
+				web.WriteProblem(w, r, web.NewProblem(http.StatusConflict, codeDeliveryConflict,
+					"Delivery exists with other details", "use PATCH to change delivery "+id))
+				return
+			}
+			d, status = cur, http.StatusOK
 		}
-		if !errors.Is(err, sidecar.ErrConflict) {
-			a.storeFailed(w, r, err)
-			return
-		}
-		cur, _, _, err := a.store.Get(r.Context(), key(id))
 		if err != nil {
 			a.storeFailed(w, r, err)
 			return
 		}
-		if !sameBooking(cur, d) {
-			web.WriteProblem(w, r, web.NewProblem(http.StatusConflict, codeDeliveryConflict,
-				"Delivery exists with other details", "use PATCH to change delivery "+id))
+		// A repeat also publishes what an earlier attempt left unpublished.
+		if err := a.flush(r.Context(), d, ""); err != nil {
+			a.publishFailed(w, r, err)
 			return
 		}
-		web.WriteJSON(w, http.StatusOK, cur)
+		if status == http.StatusCreated {
+			w.Header().Set("Location", "/api/deliveries/"+id)
+		}
+		web.WriteJSON(w, status, d.view())
 	})
 }
 
@@ -145,22 +186,52 @@ func (a *api) handleGet() http.Handler {
 		case !found:
 			web.WriteProblem(w, r, web.NotFound("no delivery "+id))
 		default:
-			web.WriteJSON(w, http.StatusOK, d)
+			web.WriteJSON(w, http.StatusOK, d.view())
 		}
 	})
 }
 
-// statusBody is the public status of a delivery.
+// view is the record as the API shows it: without the outbox, which is
+// bookkeeping of this service.
+func (d Delivery) view() Delivery {
+	d.Outbox = nil
+	return d
+}
+
+// statusBody is the public status of a delivery. The ETAs are computed from
+// the drone's last reported position and speed once it flies, and are the
+// times the drone service promised before; once a leg is done its ETA is the
+// time it was done.
 type statusBody struct {
-	ID                string        `json:"id"`
-	Stage             Stage         `json:"stage"`
-	Reason            string        `json:"reason,omitempty"`
-	DroneID           string        `json:"droneId,omitempty"`
-	Carrier           string        `json:"carrier,omitempty"`
-	LastKnownLocation *geo.Location `json:"lastKnownLocation,omitempty"`
-	PickupETA         *time.Time    `json:"pickupEta,omitempty"`
-	DeliveryETA       *time.Time    `json:"deliveryEta,omitempty"`
-	UpdatedAt         time.Time     `json:"updatedAt"`
+	ID                string                 `json:"id"`
+	Stage             Stage                  `json:"stage"`
+	Reason            string                 `json:"reason,omitempty"`
+	DroneID           string                 `json:"droneId,omitempty"`
+	Carrier           string                 `json:"carrier,omitempty"`
+	LastKnownLocation *geo.Location          `json:"lastKnownLocation,omitempty"`
+	PickupETA         *time.Time             `json:"pickupEta,omitempty"`
+	DeliveryETA       *time.Time             `json:"deliveryEta,omitempty"`
+	Confirmation      *messages.Confirmation `json:"confirmation,omitempty"`
+	// LastReportAt is when the drone sent the report the location and ETAs
+	// come from.
+	LastReportAt *time.Time `json:"lastReportAt,omitempty"`
+	UpdatedAt    time.Time  `json:"updatedAt"`
+}
+
+func statusOf(d Delivery) statusBody {
+	s := statusBody{
+		ID: d.ID, Stage: d.Stage, Reason: d.Reason, DroneID: d.DroneID, Carrier: d.Carrier,
+		LastKnownLocation: d.LastKnownLocation, PickupETA: d.PickupETA, DeliveryETA: d.DeliveryETA,
+		UpdatedAt: d.UpdatedAt,
+	}
+	if d.Stage == StageCompleted {
+		s.Confirmation = d.Confirmation
+	}
+	if d.Tracking != nil {
+		at := d.Tracking.ReportedAt
+		s.LastReportAt = &at
+	}
+	return s
 }
 
 func (a *api) handleStatus() http.Handler {
@@ -173,11 +244,7 @@ func (a *api) handleStatus() http.Handler {
 		case !found:
 			web.WriteProblem(w, r, web.NotFound("no delivery "+id))
 		default:
-			web.WriteJSON(w, http.StatusOK, statusBody{
-				ID: d.ID, Stage: d.Stage, Reason: d.Reason, DroneID: d.DroneID, Carrier: d.Carrier,
-				LastKnownLocation: d.LastKnownLocation, PickupETA: d.PickupETA, DeliveryETA: d.DeliveryETA,
-				UpdatedAt: d.UpdatedAt,
-			})
+			web.WriteJSON(w, http.StatusOK, statusOf(d))
 		}
 	})
 }
@@ -208,15 +275,22 @@ func (a *api) handlePatch() http.Handler {
 			web.WriteProblem(w, r, web.Validation(errs))
 			return
 		}
-		var final bool
+		var final, flying bool
 		d, err := a.store.Update(r.Context(), key(id), func(d *Delivery, found bool) (bool, error) {
-			if !found {
+			final, flying = false, false
+			switch {
+			case !found:
 				return false, nil
-			}
-			if d.Stage.Final() {
+			case d.Stage.Final():
 				final = true
 				return false, nil
+			case d.Stage.InFlight():
+				// The drone has left: a reschedule would move the delivery
+				// back to before its flight.
+				flying = true
+				return false, nil
 			}
+			before := *d
 			set(&d.Pickup, b.Pickup)
 			set(&d.Dropoff, b.Dropoff)
 			set(&d.PickupTime, b.PickupTime)
@@ -230,8 +304,13 @@ func (a *api) handlePatch() http.Handler {
 			if b.DeliveryETA != nil {
 				d.DeliveryETA = b.DeliveryETA
 			}
-			d.Stage = StageRescheduled
-			d.UpdatedAt = a.now().UTC()
+			if sameBooking(before, *d) && timesEqual(before.PickupETA, d.PickupETA) &&
+				timesEqual(before.DeliveryETA, d.DeliveryETA) && d.Stage == StageRescheduled {
+				return false, nil // a repeat of the reschedule just applied
+			}
+			now := a.now().UTC()
+			d.UpdatedAt = now
+			d.enter(StageRescheduled, now, now, "", causeAPI)
 			return true, nil
 		})
 		switch {
@@ -242,8 +321,15 @@ func (a *api) handlePatch() http.Handler {
 		case final:
 			web.WriteProblem(w, r, web.NewProblem(http.StatusConflict, codeDeliveryFinal,
 				"Delivery already ended", "delivery "+id+" is "+string(d.Stage)))
+		case flying:
+			web.WriteProblem(w, r, web.NewProblem(http.StatusConflict, codeDeliveryInFlight,
+				"Delivery in flight", "the drone of delivery "+id+" has taken off"))
 		default:
-			web.WriteJSON(w, http.StatusOK, d)
+			if err := a.flush(r.Context(), d, ""); err != nil {
+				a.publishFailed(w, r, err)
+				return
+			}
+			web.WriteJSON(w, http.StatusOK, d.view())
 		}
 	})
 }
@@ -268,6 +354,11 @@ func (a *api) handleFail() http.Handler {
 func (a *api) endWith(stage Stage, defaultReason string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := mux.Vars(r)["id"]
+		// The scheduler and supervisor undo through the query form. For them
+		// a delivery that was never created, or already ended another way,
+		// is nothing to undo, answered 2xx: Dapr counts every other answer
+		// as a failure towards the delivery service's circuit breaker.
+		undo := r.URL.Query().Has("id")
 		reason := defaultReason
 		if r.ContentLength != 0 && r.Method != http.MethodDelete {
 			var b struct {
@@ -281,6 +372,7 @@ func (a *api) endWith(stage Stage, defaultReason string) http.Handler {
 		}
 		var conflict bool
 		d, err := a.store.Update(r.Context(), key(id), func(d *Delivery, found bool) (bool, error) {
+			conflict = false
 			if !found || d.Stage == stage {
 				return false, nil
 			}
@@ -288,19 +380,29 @@ func (a *api) endWith(stage Stage, defaultReason string) http.Handler {
 				conflict = true
 				return false, nil
 			}
-			d.Stage, d.Reason, d.UpdatedAt = stage, reason, a.now().UTC()
+			now := a.now().UTC()
+			d.Reason, d.UpdatedAt = reason, now
+			d.enter(stage, now, now, reason, causeAPI)
 			return true, nil
 		})
 		switch {
 		case err != nil:
 			a.storeFailed(w, r, err)
+		case d.ID == "" && undo:
+			w.WriteHeader(http.StatusNoContent)
 		case d.ID == "":
 			web.WriteProblem(w, r, web.NotFound("no delivery "+id))
+		case conflict && undo:
+			w.WriteHeader(http.StatusNoContent)
 		case conflict:
 			web.WriteProblem(w, r, web.NewProblem(http.StatusConflict, codeDeliveryFinal,
 				"Delivery already ended", "delivery "+id+" is "+string(d.Stage)))
 		default:
-			web.WriteJSON(w, http.StatusOK, d)
+			if err := a.flush(r.Context(), d, ""); err != nil {
+				a.publishFailed(w, r, err)
+				return
+			}
+			web.WriteJSON(w, http.StatusOK, d.view())
 		}
 	})
 }
@@ -308,4 +410,12 @@ func (a *api) endWith(stage Stage, defaultReason string) http.Handler {
 func (a *api) storeFailed(w http.ResponseWriter, r *http.Request, err error) {
 	a.log.WarnContext(r.Context(), "state store call failed", "err", err)
 	web.WriteProblem(w, r, web.Unavailable("the delivery store is unavailable", 1))
+}
+
+// publishFailed answers a change that is stored but whose delivery event
+// could not be published yet: 503, so that the caller repeats the call,
+// and the repeat, finding the change made, publishes the event.
+func (a *api) publishFailed(w http.ResponseWriter, r *http.Request, err error) {
+	a.log.WarnContext(r.Context(), "publish delivery event failed", "err", err)
+	web.WriteProblem(w, r, web.Unavailable("delivery events cannot be published right now", 1))
 }

@@ -39,6 +39,8 @@ const putD1 = `{
 
 type fixture struct {
 	store   *sidecartest.Store[Delivery]
+	pub     *fakePublisher
+	api     *api
 	handler http.Handler
 
 	mu  sync.Mutex
@@ -47,12 +49,12 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{store: sidecartest.NewStore[Delivery](), now: t0}
+	f := &fixture{store: sidecartest.NewStore[Delivery](), pub: &fakePublisher{}, now: t0}
 	log := slog.New(slog.DiscardHandler)
-	a := &api{log: log, store: f.store, now: f.clock}
+	a := &api{log: log, store: f.store, pub: f.pub, now: f.clock, stop: t.Context().Done()}
 	router := web.NewRouter(log)
 	a.routes(router)
-	f.handler = router
+	f.api, f.handler = a, router
 	return f
 }
 

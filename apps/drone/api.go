@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/fabrikam/dronedelivery/internal/geo"
+	"github.com/fabrikam/dronedelivery/internal/messages"
 	"github.com/fabrikam/dronedelivery/internal/sidecar"
 	"github.com/fabrikam/dronedelivery/internal/web"
 )
@@ -33,7 +34,19 @@ const (
 	codeAssignmentReleased = "assignment-released"
 	codeNoCapableDrone     = "no-capable-drone"
 	codeNoDroneAvailable   = "no-drone-available"
+	// codeFlightStarted refuses to change a delivery whose drone has taken
+	// off (or already landed): the scheduler takes it, like any 409 it does
+	// not know, as a permanent refusal of the reschedule.
+	codeFlightStarted = "flight-started"
 )
+
+// waker is told about every drone whose flight was planned, changed or
+// turned back; flights is one.
+type waker interface{ Wake(droneID string) }
+
+type noWaker struct{}
+
+func (noWaker) Wake(string) {}
 
 // noDroneRetryAfter is the Retry-After, in seconds, sent when every capable
 // drone is busy. Drones come free only when a delivery ends, which takes
@@ -52,6 +65,10 @@ type api struct {
 	drones      droneStore
 	assignments sidecar.Versioned[Assignment]
 	now         func() time.Time
+	// timeScale is how much faster than real time flights are simulated;
+	// the ETAs promised at assignment follow it.
+	timeScale float64
+	flights   waker
 
 	// ready is set once every fleet drone has a record; until then there is
 	// nothing to assign and /healthz says so.
@@ -67,11 +84,18 @@ func newAPI(log *slog.Logger, fleet []Drone, drones droneStore, assignments side
 	for i, d := range fleet {
 		keys[i] = droneKey(d.ID)
 	}
-	return &api{log: log, fleet: fleet, fleetKeys: keys, drones: drones, assignments: assignments, now: now}
+	return &api{log: log, fleet: fleet, fleetKeys: keys, drones: drones, assignments: assignments, now: now,
+		timeScale: 1, flights: noWaker{}}
 }
 
 func (a *api) routes(r *mux.Router) {
 	a.replaceHealthz(r)
+	// Internal callers (the scheduler and the supervisor, through Dapr) use
+	// the forms with the id in the query. Dapr keys its circuit breakers by
+	// app and method path, so with the id in the path every delivery would
+	// get a breaker of its own, and none would ever protect the service.
+	r.Handle("/api/dronedeliveries", a.handlePut()).Methods(http.MethodPut).Queries("id", "{id}")
+	r.Handle("/api/dronedeliveries", a.handleDelete()).Methods(http.MethodDelete).Queries("id", "{id}")
 	r.Handle("/api/dronedeliveries/{id}", a.handlePut()).Methods(http.MethodPut)
 	r.Handle("/api/dronedeliveries/{id}", a.handleGet()).Methods(http.MethodGet)
 	r.Handle("/api/dronedeliveries/{id}", a.handleDelete()).Methods(http.MethodDelete)
@@ -116,14 +140,18 @@ type putBody struct {
 	PackageWeight *float64      `json:"packageWeight"`
 	PackageSize   *string       `json:"packageSize"`
 	Expedited     bool          `json:"expedited"`
+	// ConfirmationRequired is the proof of delivery the drone records at
+	// drop-off; absent means none.
+	ConfirmationRequired *string `json:"confirmationRequired"`
 }
 
 // trip is a validated putBody: what the assignment depends on.
 type trip struct {
-	pickup     geo.Location
-	dropoff    geo.Location
-	pickupTime time.Time
-	weightKg   float64
+	pickup       geo.Location
+	dropoff      geo.Location
+	pickupTime   time.Time
+	weightKg     float64
+	confirmation string
 }
 
 // sameAs reports whether t is the trip an assignment was made for, so that a
@@ -131,6 +159,14 @@ type trip struct {
 func (t trip) sameAs(asg Assignment) bool {
 	return t.pickup == asg.Pickup && t.dropoff == asg.Dropoff && t.pickupTime.Equal(asg.PickupTime)
 }
+
+// flies reports whether t is the trip flight f is flying.
+func (t trip) flies(f *Flight) bool {
+	return t.pickup == f.Pickup && t.dropoff == f.Dropoff && t.pickupTime.Equal(f.PickupTime)
+}
+
+// confirmationTypes are the proofs of delivery a drone can record.
+var confirmationTypes = []string{messages.ConfirmFingerPrint, messages.ConfirmPicture, messages.ConfirmVoice, messages.ConfirmNone}
 
 func (b *putBody) validate() (trip, []web.FieldError) {
 	var t trip
@@ -170,6 +206,13 @@ func (b *putBody) validate() (trip, []web.FieldError) {
 		add("packageSize", "is required")
 	case *b.PackageSize != "Small" && *b.PackageSize != "Medium" && *b.PackageSize != "Large":
 		add("packageSize", "must be one of Small, Medium, Large")
+	}
+	t.confirmation = messages.ConfirmNone
+	if c := b.ConfirmationRequired; c != nil && *c != "" {
+		if !slices.Contains(confirmationTypes, *c) {
+			add("confirmationRequired", "must be one of FingerPrint, Picture, Voice, None")
+		}
+		t.confirmation = *c
 	}
 	return t, errs
 }
@@ -233,6 +276,29 @@ func (a *api) assign(ctx context.Context, id string, t trip) (Assignment, *web.P
 		if found {
 			cur = &asg
 		}
+		if found && asg.Status == StatusCompleted {
+			if t.sameAs(asg) {
+				return asg, nil // a repeat of the PUT that booked the flight
+			}
+			return Assignment{}, flightStarted(id)
+		}
+		if it, ok := departed(held, id); ok {
+			// The drone is in the air for this delivery: only a repeat of
+			// the trip it flies is answered, with its assignment. That is
+			// written here if a crash lost it after the drone was claimed.
+			if !t.flies(it.Value.Flight) {
+				return Assignment{}, flightStarted(id)
+			}
+			next, changed := a.assignmentFor(id, it.Value, t, cur)
+			if changed {
+				if err := a.writeAssignment(ctx, id, next, found, asgETag); errors.Is(err, sidecar.ErrConflict) {
+					continue
+				} else if err != nil {
+					return Assignment{}, a.unavailable(ctx, "write assignment", err)
+				}
+			}
+			return next, nil
+		}
 		pick, ok := pickDrone(fleet, held, cur, id, t)
 		if !ok {
 			if !a.anyCapable(fleet, t.weightKg) {
@@ -246,11 +312,17 @@ func (a *api) assign(ctx context.Context, id string, t trip) (Assignment, *web.P
 		}
 		d := pick.Value
 		claimed := d.AssignedTo != id
-		if claimed {
-			d.AssignedTo = id
+		plan := planFor(id, t)
+		// The flight plan goes into the drone's record with the claim, under
+		// the drone's ETag: the flight simulation departs the drone with an
+		// ETag-checked write too, so a plan is never changed under a flight
+		// that has just taken off.
+		planned := !d.Flight.samePlan(plan)
+		if claimed || planned {
+			d.AssignedTo, d.Flight = id, &plan
 			err := a.drones.Replace(ctx, droneKey(d.ID), d, pick.ETag)
 			if errors.Is(err, sidecar.ErrConflict) {
-				continue // another replica took or changed it; look again
+				continue // another replica, or the drone's flight, changed it; look again
 			}
 			if err != nil {
 				return Assignment{}, a.unavailable(ctx, "claim drone", err)
@@ -261,11 +333,7 @@ func (a *api) assign(ctx context.Context, id string, t trip) (Assignment, *web.P
 		// write, even when the assignment stays as it is: that write is what
 		// notices a cancel that released the delivery since it was read.
 		if changed || claimed {
-			if found {
-				err = a.assignments.Replace(ctx, assignmentKey(id), next, asgETag)
-			} else {
-				err = a.assignments.Create(ctx, assignmentKey(id), next)
-			}
+			err := a.writeAssignment(ctx, id, next, found, asgETag)
 			if errors.Is(err, sidecar.ErrConflict) {
 				// A cancel or a PUT for the same delivery on another replica
 				// got there first. The drone just claimed now shows up in
@@ -282,6 +350,9 @@ func (a *api) assign(ctx context.Context, id string, t trip) (Assignment, *web.P
 		stray := slices.DeleteFunc(held, func(it sidecar.Item[Drone]) bool { return it.Value.ID == d.ID })
 		if err := a.freeAll(ctx, id, stray); err != nil {
 			return Assignment{}, a.unavailable(ctx, "free drone", err)
+		}
+		if claimed || planned {
+			a.flights.Wake(d.ID)
 		}
 		if changed {
 			a.log.InfoContext(ctx, "drone assigned", "deliveryId", id, "droneId", d.ID,
@@ -300,7 +371,7 @@ func (a *api) assignmentFor(id string, d Drone, t trip, cur *Assignment) (Assign
 		return *cur, false
 	}
 	now := a.now().UTC()
-	pickupETA, deliveryETA := etas(d, t.pickup, t.dropoff, t.pickupTime, now)
+	pickupETA, deliveryETA := etas(d, t.pickup, t.dropoff, t.pickupTime, now, a.timeScale)
 	next := Assignment{
 		DeliveryID: id, DroneID: d.ID, Status: StatusAssigned,
 		Pickup: t.pickup, Dropoff: t.dropoff, PickupTime: t.pickupTime,
@@ -310,6 +381,29 @@ func (a *api) assignmentFor(id string, d Drone, t trip, cur *Assignment) (Assign
 		next.AssignedAt = cur.AssignedAt
 	}
 	return next, true
+}
+
+// writeAssignment creates or replaces (with etag) delivery id's assignment.
+func (a *api) writeAssignment(ctx context.Context, id string, v Assignment, exists bool, etag string) error {
+	if exists {
+		return a.assignments.Replace(ctx, assignmentKey(id), v, etag)
+	}
+	return a.assignments.Create(ctx, assignmentKey(id), v)
+}
+
+func flightStarted(id string) *web.Problem {
+	return web.NewProblem(http.StatusConflict, codeFlightStarted, "Flight started",
+		"the drone of delivery "+id+" has taken off; the delivery can no longer be changed")
+}
+
+// departed returns the drone among held that is in the air for delivery id.
+func departed(held []sidecar.Item[Drone], id string) (sidecar.Item[Drone], bool) {
+	for _, it := range held {
+		if f := it.Value.Flight; f.departed() && f.DeliveryID == id {
+			return it, true
+		}
+	}
+	return sidecar.Item[Drone]{}, false
 }
 
 // pickDrone chooses the drone for delivery id: the one its assignment names
@@ -396,39 +490,60 @@ func (a *api) readFleet(ctx context.Context) ([]sidecar.Item[Drone], error) {
 	return items, nil
 }
 
-// freeAll frees the drones in items that are still assigned to delivery id.
+// freeAll frees the drones in items that are still assigned to delivery id,
+// or turns them back when they are in the air.
 func (a *api) freeAll(ctx context.Context, id string, items []sidecar.Item[Drone]) error {
 	for _, it := range items {
-		if err := a.free(ctx, id, it); err != nil {
+		turned, err := a.free(ctx, id, it)
+		if err != nil {
 			return err
+		}
+		if turned {
+			a.flights.Wake(it.Value.ID)
+			a.log.InfoContext(ctx, "drone turned back", "deliveryId", id, "droneId", it.Value.ID)
+			continue
 		}
 		a.log.InfoContext(ctx, "drone freed", "deliveryId", id, "droneId", it.Value.ID)
 	}
 	return nil
 }
 
-// free clears the drone's assignedTo if it is still id, first with the ETag
-// it was read with and, when that is stale, by re-reading: the drone may
-// meanwhile have been freed, or freed and claimed for another delivery, and
-// then it must be left alone.
-func (a *api) free(ctx context.Context, id string, it sidecar.Item[Drone]) error {
-	if it.Value.AssignedTo != id {
-		return nil
+// free releases the drone from delivery id if it is still assigned to it,
+// first with the ETag it was read with and, when that is stale, by
+// re-reading: the drone may meanwhile have been freed, or freed and claimed
+// for another delivery, and then it must be left alone. A drone on the
+// ground is freed at once; one in the air is turned back (turned is true)
+// and freed by its flight when it lands.
+func (a *api) free(ctx context.Context, id string, it sidecar.Item[Drone]) (turned bool, err error) {
+	release := func(d *Drone) bool {
+		if d.AssignedTo != id {
+			return false
+		}
+		if f := d.Flight; f.departed() && f.DeliveryID == id {
+			back := *f
+			if !back.abort() {
+				return false // already on its way home
+			}
+			d.Flight, turned = &back, true
+			return true
+		}
+		d.AssignedTo, d.Flight = "", nil
+		return true
 	}
 	d := it.Value
-	d.AssignedTo = ""
-	err := a.drones.Replace(ctx, droneKey(d.ID), d, it.ETag)
-	if !errors.Is(err, sidecar.ErrConflict) {
-		return err
+	if !release(&d) {
+		return false, nil
 	}
+	err = a.drones.Replace(ctx, droneKey(d.ID), d, it.ETag)
+	if !errors.Is(err, sidecar.ErrConflict) {
+		return turned, err
+	}
+	turned = false
 	_, err = sidecar.UpdateKey[Drone](ctx, a.drones, droneKey(d.ID), func(d *Drone, found bool) (bool, error) {
-		if !found || d.AssignedTo != id {
-			return false, nil
-		}
-		d.AssignedTo = ""
-		return true, nil
+		turned = false
+		return found && release(d), nil
 	})
-	return err
+	return turned, err
 }
 
 func (a *api) handleGet() http.Handler {
@@ -450,7 +565,8 @@ func (a *api) handleGet() http.Handler {
 // store answers: the assignment is marked released first, and created as a
 // released tombstone when there is none, so that a PUT arriving after the
 // cancel (a retry, or one overtaken in the broker) cannot assign a drone.
-// Then every drone still assigned to the delivery is freed.
+// Then every drone still assigned to the delivery is freed, or, when it is
+// flying, turned back to base, where it becomes free as it lands.
 func (a *api) handleDelete() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
@@ -459,7 +575,9 @@ func (a *api) handleDelete() http.Handler {
 		defer a.mu.Unlock()
 		now := a.now().UTC()
 		_, err := sidecar.UpdateKey(ctx, a.assignments, assignmentKey(id), func(v *Assignment, found bool) (bool, error) {
-			if found && v.Status == StatusReleased {
+			// A flown delivery keeps its record of the flight; its drone
+			// is already free.
+			if found && (v.Status == StatusReleased || v.Status == StatusCompleted) {
 				return false, nil
 			}
 			if !found {

@@ -14,18 +14,25 @@ import (
 	"time"
 
 	"github.com/fabrikam/dronedelivery/internal/geo"
+	"github.com/fabrikam/dronedelivery/internal/messages"
 	"github.com/fabrikam/dronedelivery/internal/sidecar"
 )
 
 // Drone is the drone record. AssignedTo holds the delivery the drone is
 // working for, or "" when it is free; it is the one source of truth for
-// occupancy, so claiming a drone is a single ETag-guarded write.
+// occupancy, so claiming a drone is a single ETag-guarded write. Flight is
+// the delivery's flight, planned or under way: it is written together with
+// AssignedTo and cleared only when the drone is back on the ground, so a
+// drone is never free while it flies. Seq counts the drone's status reports
+// across flights and restarts.
 type Drone struct {
 	ID           string       `json:"id"`
 	Base         geo.Location `json:"base"`
 	MaxPayloadKg float64      `json:"maxPayloadKg"`
 	SpeedKmh     float64      `json:"speedKmh"`
 	AssignedTo   string       `json:"assignedTo"`
+	Flight       *Flight      `json:"flight,omitempty"`
+	Seq          uint64       `json:"seq,omitempty"`
 }
 
 func droneKey(id string) string { return "drone:" + id }
@@ -33,11 +40,12 @@ func droneKey(id string) string { return "drone:" + id }
 // Status is where an assignment is in its life.
 type Status string
 
-// Assignment statuses. Released is final: a delivery that was canceled,
-// failed or finished never gets a drone again.
+// Assignment statuses. Released and completed are final: a delivery that
+// was canceled, failed or flown never gets a drone again.
 const (
-	StatusAssigned Status = "assigned"
-	StatusReleased Status = "released"
+	StatusAssigned  Status = "assigned"
+	StatusReleased  Status = "released"
+	StatusCompleted Status = "completed"
 )
 
 // Assignment binds a delivery to a drone. A released assignment created by a
@@ -54,19 +62,25 @@ type Assignment struct {
 	DeliveryETA time.Time    `json:"deliveryEta,omitzero"`
 	AssignedAt  time.Time    `json:"assignedAt,omitzero"`
 	ReleasedAt  *time.Time   `json:"releasedAt,omitempty"`
+	// CompletedAt and Confirmation are set when the drone lands back at
+	// base after dropping the package off.
+	CompletedAt  *time.Time             `json:"completedAt,omitempty"`
+	Confirmation *messages.Confirmation `json:"confirmation,omitempty"`
 }
 
 func assignmentKey(deliveryID string) string { return "assignment:" + deliveryID }
 
 // etas returns when drone d, starting from its base now, reaches pickup (not
 // before pickupTime: the parcel is not ready earlier) and then dropoff.
-func etas(d Drone, pickup, dropoff geo.Location, pickupTime, now time.Time) (pickupETA, deliveryETA time.Time) {
+// scale is how much faster than real time flights are simulated.
+func etas(d Drone, pickup, dropoff geo.Location, pickupTime, now time.Time, scale float64) (pickupETA, deliveryETA time.Time) {
+	kmh := d.SpeedKmh * scale
 	// Whole seconds: sub-second precision on a flight estimate is noise.
-	pickupETA = now.Add(flightTime(geo.DistanceKm(d.Base, pickup), d.SpeedKmh)).UTC().Round(time.Second)
+	pickupETA = now.Add(flightTime(geo.DistanceKm(d.Base, pickup), kmh)).UTC().Round(time.Second)
 	if pickupTime.After(pickupETA) {
 		pickupETA = pickupTime.UTC()
 	}
-	deliveryETA = pickupETA.Add(flightTime(geo.DistanceKm(pickup, dropoff), d.SpeedKmh)).Round(time.Second)
+	deliveryETA = pickupETA.Add(flightTime(geo.DistanceKm(pickup, dropoff), kmh)).Round(time.Second)
 	return pickupETA, deliveryETA
 }
 
@@ -122,8 +136,8 @@ func parseFleet(r io.Reader) ([]Drone, error) {
 			return nil, fmt.Errorf("drone %s: maxPayloadKg must be positive", d.ID)
 		case d.SpeedKmh <= 0:
 			return nil, fmt.Errorf("drone %s: speedKmh must be positive", d.ID)
-		case d.AssignedTo != "":
-			return nil, fmt.Errorf("drone %s: assignedTo is state, not fleet data", d.ID)
+		case d.AssignedTo != "" || d.Flight != nil || d.Seq != 0:
+			return nil, fmt.Errorf("drone %s: assignedTo, flight and seq are state, not fleet data", d.ID)
 		}
 		if err := d.Base.Valid(); err != nil {
 			return nil, fmt.Errorf("drone %s: base: %w", d.ID, err)
@@ -149,7 +163,18 @@ func (a *api) seed(ctx context.Context) error {
 	for {
 		var failed []Drone
 		var lastErr error
+		// Records that exist are skipped without a write: a refused create
+		// is retried by the sidecar's resiliency policy before it fails, and
+		// a restart would wait that long for every drone of the fleet.
+		existing, err := a.drones.GetBulk(ctx, a.fleetKeys)
+		if err != nil {
+			failed, lastErr = pending, err
+			pending = nil
+		}
 		for _, d := range pending {
+			if _, ok := existing[droneKey(d.ID)]; ok {
+				continue
+			}
 			err := a.drones.Create(ctx, droneKey(d.ID), d)
 			if err != nil && !errors.Is(err, sidecar.ErrConflict) {
 				failed = append(failed, d)

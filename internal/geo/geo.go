@@ -169,3 +169,18 @@ func parseCoordinates(s string) (Location, bool, error) {
 func normalize(s string) string {
 	return strings.ToLower(strings.Join(strings.Fields(s), " "))
 }
+
+// MoveToward returns the point km kilometres from a on the way to b, and
+// whether that reaches b; then it returns b itself, so that arrivals land
+// exactly on the destination rather than a rounding error short of it.
+// Altitude is not interpolated: callers decide how high a point flies.
+func MoveToward(a, b Location, km float64) (Location, bool) {
+	total := DistanceKm(a, b)
+	if km >= total {
+		return Location{Latitude: b.Latitude, Longitude: b.Longitude}, true
+	}
+	if km <= 0 {
+		return Location{Latitude: a.Latitude, Longitude: a.Longitude}, false
+	}
+	return Interpolate(a, b, km/total), false
+}

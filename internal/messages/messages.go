@@ -4,6 +4,7 @@
 package messages
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/fabrikam/dronedelivery/internal/geo"
@@ -94,4 +95,19 @@ type DeliveryFailed struct {
 // topics prepared before use.
 func AllTopics() []string {
 	return []string{TopicDeliveryRequests, TopicDeliveryFailures, TopicDroneStatus, TopicDeliveryEvents, TopicDeadLetters}
+}
+
+// TypeDeadLetter is a message an app parked on the dead-letter topic because
+// it can never be processed; the reason says why.
+const TypeDeadLetter = "com.fabrikam.deadletter.v1"
+
+// DeadLetter wraps a message that was set aside, with the reason.
+type DeadLetter struct {
+	Reason   string          `json:"reason"`
+	Topic    string          `json:"topic"`
+	Type     string          `json:"type"`
+	EventID  string          `json:"eventId"`
+	Data     json.RawMessage `json:"data,omitempty"`
+	ParkedBy string          `json:"parkedBy"`
+	ParkedAt time.Time       `json:"parkedAt"`
 }

@@ -60,24 +60,27 @@ func (c *Client) Do(ctx context.Context, step Step, req messages.DeliveryRequest
 }
 
 func (c *Client) checkAccount(ctx context.Context, req messages.DeliveryRequested) error {
-	resp, err := c.inv.Invoke(ctx, c.ids.Account, http.MethodGet, "/api/accounts/"+url.PathEscape(req.OwnerID), nil)
+	resp, err := c.inv.Invoke(ctx, c.ids.Account, http.MethodGet, byID("/api/accounts", "id", req.OwnerID), nil)
 	if err != nil {
 		return fmt.Errorf("check account: %w", err)
 	}
-	switch {
-	case resp.Status == http.StatusNotFound:
-		return &Rejection{Step: StepAccount, Reason: fmt.Sprintf("owner %q has no account", req.OwnerID)}
-	case !resp.OK():
+	if !resp.OK() {
 		return classify(StepAccount, resp)
 	}
-	var acct struct {
-		Status string `json:"status"`
+	// A query on the collection: an unknown owner is an empty result.
+	var found struct {
+		Accounts []struct {
+			Status string `json:"status"`
+		} `json:"accounts"`
 	}
-	if err := resp.Decode(&acct); err != nil {
+	if err := resp.Decode(&found); err != nil {
 		return &Permanent{Step: StepAccount, Err: err}
 	}
-	if acct.Status != "active" {
-		return &Rejection{Step: StepAccount, Reason: fmt.Sprintf("owner %q account is %s", req.OwnerID, acct.Status)}
+	switch {
+	case len(found.Accounts) == 0:
+		return &Rejection{Step: StepAccount, Reason: fmt.Sprintf("owner %q has no account", req.OwnerID)}
+	case found.Accounts[0].Status != "active":
+		return &Rejection{Step: StepAccount, Reason: fmt.Sprintf("owner %q account is %s", req.OwnerID, found.Accounts[0].Status)}
 	}
 	return nil
 }
@@ -87,7 +90,7 @@ func (c *Client) thirdParty(ctx context.Context, req messages.DeliveryRequested,
 		"pickup": req.Pickup, "dropoff": req.Dropoff,
 		"packageWeight": req.PackageInfo.Weight, "packageSize": req.PackageInfo.Size,
 	}
-	resp, err := c.inv.Invoke(ctx, c.ids.ThirdParty, http.MethodPut, "/api/thirdpartydeliveries/"+req.DeliveryID, body)
+	resp, err := c.inv.Invoke(ctx, c.ids.ThirdParty, http.MethodPut, byID("/api/thirdpartydeliveries", "deliveryId", req.DeliveryID), body)
 	if err != nil {
 		return fmt.Errorf("third party: %w", err)
 	}
@@ -108,7 +111,7 @@ func (c *Client) thirdParty(ctx context.Context, req messages.DeliveryRequested,
 func (c *Client) createPackage(ctx context.Context, req messages.DeliveryRequested) error {
 	pi := req.PackageInfo
 	body := map[string]any{"size": pi.Size, "weight": pi.Weight, "tag": pi.Tag, "deliveryId": req.DeliveryID}
-	resp, err := c.inv.Invoke(ctx, c.ids.Package, http.MethodPut, "/api/packages/"+url.PathEscape(pi.PackageID), body)
+	resp, err := c.inv.Invoke(ctx, c.ids.Package, http.MethodPut, byID("/api/packages", "id", pi.PackageID), body)
 	if err != nil {
 		return fmt.Errorf("create package: %w", err)
 	}
@@ -131,12 +134,16 @@ type DroneRequest struct {
 	PackageWeight float64      `json:"packageWeight"`
 	PackageSize   string       `json:"packageSize"`
 	Expedited     bool         `json:"expedited"`
+	// ConfirmationRequired is the proof of delivery the drone records at
+	// drop-off.
+	ConfirmationRequired string `json:"confirmationRequired,omitempty"`
 }
 
 func (c *Client) assignDrone(ctx context.Context, req messages.DeliveryRequested, p *Progress) error {
 	body := DroneRequest{
 		Pickup: req.Pickup, Dropoff: req.Dropoff, PickupTime: req.PickupTime,
 		PackageWeight: req.PackageInfo.Weight, PackageSize: req.PackageInfo.Size, Expedited: req.Expedited,
+		ConfirmationRequired: req.ConfirmationRequired,
 	}
 	a, err := c.putDrone(ctx, req.DeliveryID, body)
 	if err != nil {
@@ -147,7 +154,7 @@ func (c *Client) assignDrone(ctx context.Context, req messages.DeliveryRequested
 }
 
 func (c *Client) putDrone(ctx context.Context, deliveryID string, body DroneRequest) (*DroneAssignment, error) {
-	resp, err := c.inv.Invoke(ctx, c.ids.Drone, http.MethodPut, "/api/dronedeliveries/"+deliveryID, body)
+	resp, err := c.inv.Invoke(ctx, c.ids.Drone, http.MethodPut, byID("/api/dronedeliveries", "id", deliveryID), body)
 	if err != nil {
 		return nil, fmt.Errorf("assign drone: %w", err)
 	}
@@ -188,7 +195,7 @@ func (c *Client) createDelivery(ctx context.Context, req messages.DeliveryReques
 		body["pickupEta"] = p.Drone.PickupETA
 		body["deliveryEta"] = p.Drone.DeliveryETA
 	}
-	resp, err := c.inv.Invoke(ctx, c.ids.Delivery, http.MethodPut, "/api/deliveries/"+req.DeliveryID, body)
+	resp, err := c.inv.Invoke(ctx, c.ids.Delivery, http.MethodPut, byID("/api/deliveries", "id", req.DeliveryID), body)
 	if err != nil {
 		return fmt.Errorf("create delivery: %w", err)
 	}
@@ -210,6 +217,7 @@ func (c *Client) Reschedule(ctx context.Context, req messages.DeliveryRequested,
 		a, err := c.putDrone(ctx, req.DeliveryID, DroneRequest{
 			Pickup: req.Pickup, Dropoff: req.Dropoff, PickupTime: req.PickupTime,
 			PackageWeight: req.PackageInfo.Weight, PackageSize: req.PackageInfo.Size, Expedited: req.Expedited,
+			ConfirmationRequired: req.ConfirmationRequired,
 		})
 		if err != nil {
 			return err
@@ -217,7 +225,7 @@ func (c *Client) Reschedule(ctx context.Context, req messages.DeliveryRequested,
 		p.Drone = a
 		patch["droneId"], patch["pickupEta"], patch["deliveryEta"] = a.DroneID, a.PickupETA, a.DeliveryETA
 	}
-	resp, err := c.inv.Invoke(ctx, c.ids.Delivery, http.MethodPatch, "/api/deliveries/"+req.DeliveryID, patch)
+	resp, err := c.inv.Invoke(ctx, c.ids.Delivery, http.MethodPatch, byID("/api/deliveries", "id", req.DeliveryID), patch)
 	if err != nil {
 		return fmt.Errorf("reschedule delivery: %w", err)
 	}
@@ -247,18 +255,18 @@ func (c *Client) Undo(ctx context.Context, upTo Step, req messages.DeliveryReque
 		}
 	}
 	if upTo >= StepDrone {
-		if err := c.expect(ctx, StepDrone, c.ids.Drone, http.MethodDelete, "/api/dronedeliveries/"+id, nil); err != nil {
+		if err := c.expect(ctx, StepDrone, c.ids.Drone, http.MethodDelete, byID("/api/dronedeliveries", "id", id), nil); err != nil {
 			return err
 		}
 	}
 	if upTo >= StepPackage {
-		path := "/api/packages/" + url.PathEscape(req.PackageInfo.PackageID) + "?deliveryId=" + url.QueryEscape(id)
+		path := "/api/packages?" + url.Values{"id": {req.PackageInfo.PackageID}, "deliveryId": {id}}.Encode()
 		if err := c.expect(ctx, StepPackage, c.ids.Package, http.MethodDelete, path, nil); err != nil {
 			return err
 		}
 	}
 	if upTo >= StepThirdParty {
-		if err := c.expect(ctx, StepThirdParty, c.ids.ThirdParty, http.MethodDelete, "/api/thirdpartydeliveries/"+id, nil); err != nil {
+		if err := c.expect(ctx, StepThirdParty, c.ids.ThirdParty, http.MethodDelete, byID("/api/thirdpartydeliveries", "deliveryId", id), nil); err != nil {
 			return err
 		}
 	}
@@ -266,9 +274,9 @@ func (c *Client) Undo(ctx context.Context, upTo Step, req messages.DeliveryReque
 }
 
 func (c *Client) endDelivery(ctx context.Context, id string, o Outcome) error {
-	method, path, body := http.MethodDelete, "/api/deliveries/"+id, any(nil)
+	method, path, body := http.MethodDelete, byID("/api/deliveries", "id", id), any(nil)
 	if o.Failed {
-		method, path, body = http.MethodPut, "/api/deliveries/"+id+"/failure", map[string]string{"reason": o.Reason}
+		method, path, body = http.MethodPut, byID("/api/failed-deliveries", "id", id), map[string]string{"reason": o.Reason}
 	}
 	resp, err := c.inv.Invoke(ctx, c.ids.Delivery, method, path, body)
 	if err != nil {
@@ -310,4 +318,12 @@ func problemCode(resp *sidecar.Response) string {
 	}
 	_ = json.Unmarshal(resp.Body, &p)
 	return p.Code
+}
+
+// byID addresses one resource with its id in the query rather than the path.
+// Dapr keys circuit breakers by app and method path; with ids in paths each
+// resource would get a breaker of its own, and a failing service would never
+// be cut off as a whole. The services accept both forms.
+func byID(collection, key, id string) string {
+	return collection + "?" + url.Values{key: {id}}.Encode()
 }

@@ -146,25 +146,25 @@ func asPermanent(t *testing.T, err error, step workflow.Step) {
 }
 
 func TestAccountStep(t *testing.T) {
-	const path = "/api/accounts/contoso"
+	const path = "/api/accounts?id=contoso"
 	tests := []struct {
 		name   string
 		status int
 		body   string
 		check  func(t *testing.T, err error)
 	}{
-		{"active", 200, `{"id":"contoso","name":"Contoso","status":"active"}`, func(t *testing.T, err error) {
+		{"active", 200, `{"accounts":[{"id":"contoso","name":"Contoso","status":"active"}]}`, func(t *testing.T, err error) {
 			if err != nil {
 				t.Fatalf("err %v, want nil", err)
 			}
 		}},
-		{"no account", 404, problem(404, "not-found", "no account contoso"), func(t *testing.T, err error) {
+		{"no account", 200, `{"accounts":[]}`, func(t *testing.T, err error) {
 			rej := asRejection(t, err, workflow.StepAccount)
 			if !strings.Contains(rej.Reason, "no account") || !strings.Contains(rej.Reason, "contoso") {
 				t.Fatalf("reason %q", rej.Reason)
 			}
 		}},
-		{"suspended", 200, `{"id":"contoso","status":"suspended"}`, func(t *testing.T, err error) {
+		{"suspended", 200, `{"accounts":[{"id":"contoso","status":"suspended"}]}`, func(t *testing.T, err error) {
 			rej := asRejection(t, err, workflow.StepAccount)
 			if !strings.Contains(rej.Reason, "suspended") {
 				t.Fatalf("reason %q", rej.Reason)
@@ -212,7 +212,7 @@ func TestAccountStep(t *testing.T) {
 
 func TestAccountStepTransportError(t *testing.T) {
 	boom := errors.New("connection refused")
-	inv := newInvoker().fail(http.MethodGet, "account", "/api/accounts/contoso", boom)
+	inv := newInvoker().fail(http.MethodGet, "account", "/api/accounts?id=contoso", boom)
 	err := workflow.NewClient(inv, ids).Do(t.Context(), workflow.StepAccount, request(), &workflow.Progress{})
 	if !isTransient(err) || !errors.Is(err, boom) {
 		t.Fatalf("err %v, want a transient error wrapping the cause", err)
@@ -220,7 +220,7 @@ func TestAccountStepTransportError(t *testing.T) {
 }
 
 func TestAccountStepEscapesOwner(t *testing.T) {
-	inv := newInvoker().on(http.MethodGet, "account", "/api/accounts/a%2Fb", 200, `{"status":"active"}`)
+	inv := newInvoker().on(http.MethodGet, "account", "/api/accounts?id=a%2Fb", 200, `{"accounts":[{"status":"active"}]}`)
 	req := request()
 	req.OwnerID = "a/b"
 	if err := workflow.NewClient(inv, ids).Do(t.Context(), workflow.StepAccount, req, &workflow.Progress{}); err != nil {
@@ -229,7 +229,7 @@ func TestAccountStepEscapesOwner(t *testing.T) {
 }
 
 func TestThirdPartyRequiredSkipsDrone(t *testing.T) {
-	inv := newInvoker().on(http.MethodPut, "thirdparty", "/api/thirdpartydeliveries/d1", 200,
+	inv := newInvoker().on(http.MethodPut, "thirdparty", "/api/thirdpartydeliveries?deliveryId=d1", 200,
 		`{"deliveryId":"d1","required":true,"reason":"beyond drone range","status":"booked","carrier":"Contoso Couriers","bookingId":"bk-1","createdAt":"2030-05-14T09:00:00Z"}`)
 	c := workflow.NewClient(inv, ids)
 	req := request()
@@ -261,7 +261,7 @@ func TestThirdPartyRequiredSkipsDrone(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls := inv.Calls()
-	if len(calls) != 2 || calls[1].String() != "PUT delivery/api/deliveries/d1" {
+	if len(calls) != 2 || calls[1].String() != "PUT delivery/api/deliveries?id=d1" {
 		t.Fatalf("calls %v", inv.callStrings())
 	}
 	db := calls[1].Body
@@ -278,8 +278,8 @@ func TestThirdPartyRequiredSkipsDrone(t *testing.T) {
 func TestThirdPartyNotRequiredAssignsDrone(t *testing.T) {
 	eta := pickupTime.Add(-5 * time.Minute)
 	inv := newInvoker().
-		on(http.MethodPut, "thirdparty", "/api/thirdpartydeliveries/d1", 200, `{"required":false,"reason":"within range"}`).
-		on(http.MethodPut, "drone", "/api/dronedeliveries/d1", 200,
+		on(http.MethodPut, "thirdparty", "/api/thirdpartydeliveries?deliveryId=d1", 200, `{"required":false,"reason":"within range"}`).
+		on(http.MethodPut, "drone", "/api/dronedeliveries?id=d1", 200,
 			fmt.Sprintf(`{"deliveryId":"d1","droneId":"drone-3","status":"assigned","pickupEta":%q,"deliveryEta":%q}`,
 				eta.Format(time.RFC3339), eta.Add(20*time.Minute).Format(time.RFC3339)))
 	c := workflow.NewClient(inv, ids)
@@ -290,7 +290,7 @@ func TestThirdPartyNotRequiredAssignsDrone(t *testing.T) {
 			t.Fatalf("%s: %v", s, err)
 		}
 	}
-	wantCalls := []string{"PUT thirdparty/api/thirdpartydeliveries/d1", "PUT drone/api/dronedeliveries/d1", "PUT delivery/api/deliveries/d1"}
+	wantCalls := []string{"PUT thirdparty/api/thirdpartydeliveries?deliveryId=d1", "PUT drone/api/dronedeliveries?id=d1", "PUT delivery/api/deliveries?id=d1"}
 	if got := inv.callStrings(); !reflect.DeepEqual(got, wantCalls) {
 		t.Fatalf("calls %v, want %v", got, wantCalls)
 	}
@@ -329,7 +329,7 @@ func TestDeliveryBodyWithoutDeadline(t *testing.T) {
 }
 
 func TestThirdPartyStepErrors(t *testing.T) {
-	const path = "/api/thirdpartydeliveries/d1"
+	const path = "/api/thirdpartydeliveries?deliveryId=d1"
 	t.Run("unavailable", func(t *testing.T) {
 		inv := newInvoker().on(http.MethodPut, "thirdparty", path, 503, ``)
 		var p workflow.Progress
@@ -353,7 +353,7 @@ func TestThirdPartyStepErrors(t *testing.T) {
 // The third-party service answers a PUT that arrives after the delivery's
 // cancel with 409 booking-canceled: the step raced an undo.
 func TestThirdPartyBookingCanceledIsRaced(t *testing.T) {
-	inv := newInvoker().on(http.MethodPut, "thirdparty", "/api/thirdpartydeliveries/d1", 409,
+	inv := newInvoker().on(http.MethodPut, "thirdparty", "/api/thirdpartydeliveries?deliveryId=d1", 409,
 		problem(409, "booking-canceled", "delivery d1 was canceled; it cannot be booked again"))
 	err := workflow.NewClient(inv, ids).Do(t.Context(), workflow.StepThirdParty, request(), &workflow.Progress{})
 	if !errors.Is(err, workflow.ErrRaced) {
@@ -362,7 +362,7 @@ func TestThirdPartyBookingCanceledIsRaced(t *testing.T) {
 }
 
 func TestPackageStep(t *testing.T) {
-	const path = "/api/packages/p1"
+	const path = "/api/packages?id=p1"
 	tests := []struct {
 		name   string
 		status int
@@ -420,7 +420,7 @@ func TestPackageStep(t *testing.T) {
 }
 
 func TestDroneStep(t *testing.T) {
-	const path = "/api/dronedeliveries/d1"
+	const path = "/api/dronedeliveries?id=d1"
 	tests := []struct {
 		name   string
 		status int
@@ -474,7 +474,7 @@ func TestDroneStep(t *testing.T) {
 }
 
 func TestDeliveryStepErrors(t *testing.T) {
-	const path = "/api/deliveries/d1"
+	const path = "/api/deliveries?id=d1"
 	p := workflow.Progress{Drone: &workflow.DroneAssignment{DroneID: "drone-1"}}
 	inv := newInvoker().on(http.MethodPut, "delivery", path, 503, ``)
 	if err := workflow.NewClient(inv, ids).Do(t.Context(), workflow.StepDelivery, request(), &p); !isTransient(err) {
@@ -501,10 +501,10 @@ func TestUnknownStepIsPermanent(t *testing.T) {
 
 func TestUndoOrder(t *testing.T) {
 	all := []string{
-		"DELETE delivery/api/deliveries/d1",
-		"DELETE drone/api/dronedeliveries/d1",
-		"DELETE package/api/packages/p1?deliveryId=d1",
-		"DELETE thirdparty/api/thirdpartydeliveries/d1",
+		"DELETE delivery/api/deliveries?id=d1",
+		"DELETE drone/api/dronedeliveries?id=d1",
+		"DELETE package/api/packages?deliveryId=d1&id=p1",
+		"DELETE thirdparty/api/thirdpartydeliveries?deliveryId=d1",
 	}
 	tests := []struct {
 		upTo workflow.Step
@@ -543,7 +543,7 @@ func TestUndoEscapesPackage(t *testing.T) {
 	if err := workflow.NewClient(inv, ids).Undo(t.Context(), workflow.StepPackage, req, workflow.Outcome{}); err != nil {
 		t.Fatal(err)
 	}
-	if got := inv.Calls()[0].Path; got != "/api/packages/p%2F1%20x?deliveryId=d%261" {
+	if got := inv.Calls()[0].Path; got != "/api/packages?deliveryId=d%261&id=p%2F1+x" {
 		t.Fatalf("package undo path %q", got)
 	}
 }
@@ -556,7 +556,7 @@ func TestUndoFailedOutcome(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls := inv.Calls()
-	if len(calls) != 4 || calls[0].String() != "PUT delivery/api/deliveries/d1/failure" {
+	if len(calls) != 4 || calls[0].String() != "PUT delivery/api/failed-deliveries?id=d1" {
 		t.Fatalf("calls %v", inv.callStrings())
 	}
 	if want := map[string]any{"reason": "drone kept failing"}; !reflect.DeepEqual(calls[0].Body, want) {
@@ -572,12 +572,12 @@ func TestUndoFailedOutcome(t *testing.T) {
 func TestUndoToleratesGoneAndEnded(t *testing.T) {
 	for _, status := range []int{200, 204, 404, 409} {
 		t.Run(fmt.Sprint(status), func(t *testing.T) {
-			inv := newInvoker().on(http.MethodDelete, "delivery", "/api/deliveries/d1", status, problem(status, "delivery-final", "x"))
-			for _, other := range []string{"/api/dronedeliveries/d1"} {
+			inv := newInvoker().on(http.MethodDelete, "delivery", "/api/deliveries?id=d1", status, problem(status, "delivery-final", "x"))
+			for _, other := range []string{"/api/dronedeliveries?id=d1"} {
 				inv.on(http.MethodDelete, "drone", other, 404, problem(404, "not-found", "x"))
 			}
-			inv.on(http.MethodDelete, "package", "/api/packages/p1?deliveryId=d1", 404, ``)
-			inv.on(http.MethodDelete, "thirdparty", "/api/thirdpartydeliveries/d1", 204, ``)
+			inv.on(http.MethodDelete, "package", "/api/packages?deliveryId=d1&id=p1", 404, ``)
+			inv.on(http.MethodDelete, "thirdparty", "/api/thirdpartydeliveries?deliveryId=d1", 204, ``)
 			if err := workflow.NewClient(inv, ids).Undo(t.Context(), workflow.StepDelivery, request(), workflow.Outcome{}); err != nil {
 				t.Fatalf("err %v", err)
 			}
@@ -587,7 +587,7 @@ func TestUndoToleratesGoneAndEnded(t *testing.T) {
 		})
 	}
 	t.Run("failure mark on an ended delivery", func(t *testing.T) {
-		inv := newInvoker().on(http.MethodPut, "delivery", "/api/deliveries/d1/failure", 409, problem(409, "delivery-final", "canceled"))
+		inv := newInvoker().on(http.MethodPut, "delivery", "/api/failed-deliveries?id=d1", 409, problem(409, "delivery-final", "canceled"))
 		if err := workflow.NewClient(inv, ids).Undo(t.Context(), workflow.StepDelivery, request(), workflow.Outcome{Failed: true}); err != nil {
 			t.Fatal(err)
 		}
@@ -596,7 +596,7 @@ func TestUndoToleratesGoneAndEnded(t *testing.T) {
 
 func TestUndoStopsOnError(t *testing.T) {
 	t.Run("delivery unavailable", func(t *testing.T) {
-		inv := newInvoker().on(http.MethodDelete, "delivery", "/api/deliveries/d1", 503, ``)
+		inv := newInvoker().on(http.MethodDelete, "delivery", "/api/deliveries?id=d1", 503, ``)
 		err := workflow.NewClient(inv, ids).Undo(t.Context(), workflow.StepDelivery, request(), workflow.Outcome{})
 		if !isTransient(err) {
 			t.Fatalf("err %v, want transient", err)
@@ -606,7 +606,7 @@ func TestUndoStopsOnError(t *testing.T) {
 		}
 	})
 	t.Run("drone unavailable", func(t *testing.T) {
-		inv := newInvoker().on(http.MethodDelete, "drone", "/api/dronedeliveries/d1", 500, ``)
+		inv := newInvoker().on(http.MethodDelete, "drone", "/api/dronedeliveries?id=d1", 500, ``)
 		err := workflow.NewClient(inv, ids).Undo(t.Context(), workflow.StepDelivery, request(), workflow.Outcome{})
 		if !isTransient(err) {
 			t.Fatalf("err %v, want transient", err)
@@ -616,13 +616,13 @@ func TestUndoStopsOnError(t *testing.T) {
 		}
 	})
 	t.Run("package refuses", func(t *testing.T) {
-		inv := newInvoker().on(http.MethodDelete, "package", "/api/packages/p1?deliveryId=d1", 400, problem(400, "validation", "x"))
+		inv := newInvoker().on(http.MethodDelete, "package", "/api/packages?deliveryId=d1&id=p1", 400, problem(400, "validation", "x"))
 		err := workflow.NewClient(inv, ids).Undo(t.Context(), workflow.StepPackage, request(), workflow.Outcome{})
 		asPermanent(t, err, workflow.StepPackage)
 	})
 	t.Run("transport error", func(t *testing.T) {
 		boom := errors.New("sidecar gone")
-		inv := newInvoker().fail(http.MethodDelete, "thirdparty", "/api/thirdpartydeliveries/d1", boom)
+		inv := newInvoker().fail(http.MethodDelete, "thirdparty", "/api/thirdpartydeliveries?deliveryId=d1", boom)
 		err := workflow.NewClient(inv, ids).Undo(t.Context(), workflow.StepThirdParty, request(), workflow.Outcome{})
 		if !errors.Is(err, boom) || !isTransient(err) {
 			t.Fatalf("err %v", err)
@@ -637,14 +637,14 @@ func TestReschedule(t *testing.T) {
 		eta.Format(time.RFC3339), eta.Add(15*time.Minute).Format(time.RFC3339))
 
 	t.Run("with a drone", func(t *testing.T) {
-		inv := newInvoker().on(http.MethodPut, "drone", "/api/dronedeliveries/d1", 200, assignment)
+		inv := newInvoker().on(http.MethodPut, "drone", "/api/dronedeliveries?id=d1", 200, assignment)
 		req := request()
 		req.PickupTime = newTime
 		p := workflow.Progress{Next: workflow.StepDone, Drone: &workflow.DroneAssignment{DroneID: "drone-1"}}
 		if err := workflow.NewClient(inv, ids).Reschedule(t.Context(), req, &p); err != nil {
 			t.Fatal(err)
 		}
-		want := []string{"PUT drone/api/dronedeliveries/d1", "PATCH delivery/api/deliveries/d1"}
+		want := []string{"PUT drone/api/dronedeliveries?id=d1", "PATCH delivery/api/deliveries?id=d1"}
 		if got := inv.callStrings(); !reflect.DeepEqual(got, want) {
 			t.Fatalf("calls %v, want %v", got, want)
 		}
@@ -668,7 +668,7 @@ func TestReschedule(t *testing.T) {
 		if err := workflow.NewClient(inv, ids).Reschedule(t.Context(), request(), &p); err != nil {
 			t.Fatal(err)
 		}
-		if got := inv.callStrings(); !reflect.DeepEqual(got, []string{"PATCH delivery/api/deliveries/d1"}) {
+		if got := inv.callStrings(); !reflect.DeepEqual(got, []string{"PATCH delivery/api/deliveries?id=d1"}) {
 			t.Fatalf("calls %v", got)
 		}
 		if _, ok := inv.Calls()[0].Body["droneId"]; ok {
@@ -677,13 +677,13 @@ func TestReschedule(t *testing.T) {
 	})
 
 	t.Run("delivery ended", func(t *testing.T) {
-		inv := newInvoker().on(http.MethodPatch, "delivery", "/api/deliveries/d1", 409, problem(409, "delivery-final", "delivered"))
+		inv := newInvoker().on(http.MethodPatch, "delivery", "/api/deliveries?id=d1", 409, problem(409, "delivery-final", "delivered"))
 		err := workflow.NewClient(inv, ids).Reschedule(t.Context(), request(), &workflow.Progress{})
 		asRejection(t, err, workflow.StepDelivery)
 	})
 
 	t.Run("no drone for the new time", func(t *testing.T) {
-		inv := newInvoker().on(http.MethodPut, "drone", "/api/dronedeliveries/d1", 409, problem(409, "no-drone-available", "busy"))
+		inv := newInvoker().on(http.MethodPut, "drone", "/api/dronedeliveries?id=d1", 409, problem(409, "no-drone-available", "busy"))
 		p := workflow.Progress{Drone: &workflow.DroneAssignment{DroneID: "drone-1"}}
 		err := workflow.NewClient(inv, ids).Reschedule(t.Context(), request(), &p)
 		if !errors.Is(err, workflow.ErrNoDroneAvailable) {
@@ -695,7 +695,7 @@ func TestReschedule(t *testing.T) {
 	})
 
 	t.Run("delivery unavailable", func(t *testing.T) {
-		inv := newInvoker().on(http.MethodPatch, "delivery", "/api/deliveries/d1", 503, ``)
+		inv := newInvoker().on(http.MethodPatch, "delivery", "/api/deliveries?id=d1", 503, ``)
 		if err := workflow.NewClient(inv, ids).Reschedule(t.Context(), request(), &workflow.Progress{}); !isTransient(err) {
 			t.Fatalf("err %v, want transient", err)
 		}
