@@ -27,9 +27,17 @@ func TestKillSchedulerMidStream(t *testing.T) {
 
 func TestKillSchedulerSidecarMidStream(t *testing.T) {
 	if env.Profile == "local" {
-		t.Skip("open (issue 4): on the local profile, after the scheduler's daprd is killed with " +
-			"messages in flight and started again, about a quarter of the in-flight requests are " +
-			"never redelivered within 4 minutes (JetStream ackWait is 90s); not yet understood, see the issue note")
+		// pubsub.jetstream with concurrency "parallel" hands each message to a
+		// goroutine and returns at once, and nats.go then acknowledges it
+		// automatically (the component does not ask for manual acks): the
+		// broker forgets a message before the app has processed it, so the
+		// messages in flight in a killed sidecar are lost. Seen here: the
+		// consumer's ack floor passes messages the app never finished, and
+		// the restarted sidecar logs "message was already acknowledged" for
+		// every message. "single" concurrency is at-least-once but makes a
+		// message that waits for a drone block every message behind it.
+		t.Skip("known loss on the local profile: pubsub.jetstream in parallel mode acknowledges " +
+			"messages on receipt, so a killed sidecar loses the messages it had in flight (issue 4 note)")
 	}
 	crashMidStream(t, func(t *testing.T) {
 		env.Stack.Kill("scheduler", true)
