@@ -4,7 +4,6 @@
 package crash
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -26,7 +25,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	fleet := filepath.Join(dir, "fleet.json")
-	if err := writeFleet(fleet, fleetSize); err != nil {
+	if err := harness.WriteFleet(fleet, "crash-drone", fleetSize, harness.Grid{Rows: 25, LatStep: 0.01, LonStep: 0.01}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -39,32 +38,4 @@ func TestMain(m *testing.M) {
 	}, func(e *harness.Env) { env = e })
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-func writeFleet(path string, n int) error {
-	type base struct {
-		Name      string  `json:"name"`
-		Latitude  float64 `json:"latitude"`
-		Longitude float64 `json:"longitude"`
-	}
-	type drone struct {
-		ID           string  `json:"id"`
-		Base         base    `json:"base"`
-		MaxPayloadKg float64 `json:"maxPayloadKg"`
-		SpeedKmh     float64 `json:"speedKmh"`
-	}
-	fleet := make([]drone, n)
-	for i := range fleet {
-		fleet[i] = drone{
-			ID:           fmt.Sprintf("crash-drone-%03d", i),
-			Base:         base{Name: "grid", Latitude: 47.5 + float64(i%25)*0.01, Longitude: -122.4 + float64(i/25)*0.01},
-			MaxPayloadKg: 20,
-			SpeedKmh:     60,
-		}
-	}
-	b, err := json.Marshal(fleet)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, b, 0o644)
 }

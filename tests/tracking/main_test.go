@@ -5,7 +5,6 @@
 package tracking
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -32,7 +31,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	fleet := filepath.Join(dir, "fleet.json")
-	if err := writeFleet(fleet, fleetSize); err != nil {
+	if err := harness.WriteFleet(fleet, "track-drone", fleetSize, harness.Grid{Rows: 6, LatStep: 0.05, LonStep: 0.03}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -51,34 +50,4 @@ func TestMain(m *testing.M) {
 	}, func(e *harness.Env) { env = e })
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// writeFleet writes n drones on a grid over the service area, 60 km/h each,
-// so that every flight's legs are a few kilometres: a few seconds of test.
-func writeFleet(path string, n int) error {
-	type base struct {
-		Name      string  `json:"name"`
-		Latitude  float64 `json:"latitude"`
-		Longitude float64 `json:"longitude"`
-	}
-	type drone struct {
-		ID           string  `json:"id"`
-		Base         base    `json:"base"`
-		MaxPayloadKg float64 `json:"maxPayloadKg"`
-		SpeedKmh     float64 `json:"speedKmh"`
-	}
-	fleet := make([]drone, n)
-	for i := range fleet {
-		fleet[i] = drone{
-			ID:           fmt.Sprintf("track-drone-%02d", i),
-			Base:         base{Name: "grid", Latitude: 47.50 + float64(i%6)*0.05, Longitude: -122.40 + float64(i/6)*0.03},
-			MaxPayloadKg: 20,
-			SpeedKmh:     60,
-		}
-	}
-	b, err := json.Marshal(fleet)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, b, 0o644)
 }
