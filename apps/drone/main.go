@@ -90,7 +90,9 @@ func run(ctx context.Context) error {
 		}
 		var n int64
 		for _, it := range items {
-			if it.Value.AssignedTo != "" {
+			// In flight means airborne: assigned drones still waiting at
+			// their base for the pickup time do not count.
+			if f := it.Value.Flight; f != nil && f.DepartedAt != nil {
 				n++
 			}
 		}
