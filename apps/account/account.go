@@ -30,33 +30,13 @@ type Account struct {
 
 // Limits on what an account may hold.
 const (
-	maxIDLen   = 128
 	maxNameLen = 200
 )
-
-// checkID accepts the same ids as ingestion does for owners, so that every
-// owner id a delivery request can carry can also exist here. Ids become state
-// keys and URL path segments, hence the restricted alphabet.
-func checkID(id string) error {
-	if id == "" {
-		return errors.New("is required")
-	}
-	if len(id) > maxIDLen {
-		return fmt.Errorf("must be at most %d characters", maxIDLen)
-	}
-	for i, c := range id {
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if !alnum && (i == 0 || !strings.ContainsRune("._:@-", c)) {
-			return errors.New("may contain only letters, digits and . _ : @ -, starting with a letter or digit")
-		}
-	}
-	return nil
-}
 
 // validate checks an account as it is about to be stored.
 func (acc Account) validate() []web.FieldError {
 	var errs []web.FieldError
-	if err := checkID(acc.ID); err != nil {
+	if err := web.CheckID(acc.ID); err != nil {
 		errs = append(errs, web.FieldError{Field: "id", Error: err.Error()})
 	}
 	switch name := strings.TrimSpace(acc.Name); {

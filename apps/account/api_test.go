@@ -218,7 +218,7 @@ func TestPutInvalid(t *testing.T) {
 		{"blank name", "/api/accounts/x", `{"name":"  ","status":"active"}`, web.CodeInvalidRequest, "name", 400},
 		{"long name", "/api/accounts/x", `{"name":"` + strings.Repeat("é", maxNameLen+1) + `","status":"active"}`, web.CodeInvalidRequest, "name", 400},
 		{"bad id", "/api/accounts/-x", `{"name":"X","status":"active"}`, web.CodeInvalidRequest, "id", 400},
-		{"long id", "/api/accounts/" + strings.Repeat("a", maxIDLen+1), `{"name":"X","status":"active"}`, web.CodeInvalidRequest, "id", 400},
+		{"long id", "/api/accounts/" + strings.Repeat("a", web.MaxIDLen+1), `{"name":"X","status":"active"}`, web.CodeInvalidRequest, "id", 400},
 		{"unknown field", "/api/accounts/x", `{"name":"X","status":"active","plan":"gold"}`, web.CodeInvalidRequest, "plan", 400},
 		{"wrong type", "/api/accounts/x", `{"name":7,"status":"active"}`, web.CodeInvalidRequest, "name", 400},
 		{"not json", "/api/accounts/x", `{"name":`, web.CodeMalformedJSON, "", 400},

@@ -335,14 +335,14 @@ func TestCreateDefaultsAndSpellings(t *testing.T) {
 				}
 			}},
 		{"limits accepted", func(m map[string]any) {
-			m["ownerId"] = "o" + strings.Repeat("x", maxIDLen-1)
+			m["ownerId"] = "o" + strings.Repeat("x", web.MaxIDLen-1)
 			m["pickupTime"] = t0.Add(-maxPickupBehind).Format(time.RFC3339)
 			delete(m, "deadline")
 			pkg(m)["weight"] = maxWeightKg
 			pkg(m)["tag"] = strings.Repeat("t", maxTagLen)
 		}, func(t *testing.T, got messages.DeliveryRequested) {
-			if got.PackageInfo.Weight != maxWeightKg || len(got.OwnerID) != maxIDLen {
-				t.Errorf("got weight %v owner length %d, want %v and %d", got.PackageInfo.Weight, len(got.OwnerID), maxWeightKg, maxIDLen)
+			if got.PackageInfo.Weight != maxWeightKg || len(got.OwnerID) != web.MaxIDLen {
+				t.Errorf("got weight %v owner length %d, want %v and %d", got.PackageInfo.Weight, len(got.OwnerID), maxWeightKg, web.MaxIDLen)
 			}
 		}},
 		{"pickup a year ahead accepted", func(m map[string]any) {
@@ -422,7 +422,7 @@ func TestCreateValidation(t *testing.T) {
 		{"ownerId missing", func(m map[string]any) { delete(m, "ownerId") }, "ownerId"},
 		{"ownerId null", func(m map[string]any) { m["ownerId"] = nil }, "ownerId"},
 		{"ownerId blank", func(m map[string]any) { m["ownerId"] = "  " }, "ownerId"},
-		{"ownerId too long", func(m map[string]any) { m["ownerId"] = strings.Repeat("o", maxIDLen+1) }, "ownerId"},
+		{"ownerId too long", func(m map[string]any) { m["ownerId"] = strings.Repeat("o", web.MaxIDLen+1) }, "ownerId"},
 		{"ownerId with space", func(m map[string]any) { m["ownerId"] = "owner 1" }, "ownerId"},
 		{"ownerId with slash", func(m map[string]any) { m["ownerId"] = "owner/1" }, "ownerId"},
 		{"ownerId starts with dash", func(m map[string]any) { m["ownerId"] = "-owner" }, "ownerId"},

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
@@ -46,14 +45,11 @@ type rescheduleBody struct {
 
 // Limits on what a request may carry.
 const (
-	maxIDLen        = 128
 	maxTagLen       = 64
 	maxWeightKg     = 1000.0
 	maxPickupAhead  = 365 * 24 * time.Hour
 	maxPickupBehind = time.Hour
 )
-
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]*$`)
 
 // confirmationTypes maps accepted spellings to the canonical value.
 var confirmationTypes = map[string]string{
@@ -70,14 +66,12 @@ func (v *validator) add(field, format string, args ...any) {
 }
 
 func (v *validator) id(field string, s *string) string {
-	switch {
-	case s == nil || strings.TrimSpace(*s) == "":
+	if s == nil {
 		v.add(field, "is required")
 		return ""
-	case len(*s) > maxIDLen:
-		v.add(field, "must be at most %d characters", maxIDLen)
-	case !idPattern.MatchString(*s):
-		v.add(field, "may contain only letters, digits and . _ : @ -, starting with a letter or digit")
+	}
+	if err := web.CheckID(*s); err != nil {
+		v.add(field, "%v", err)
 	}
 	return *s
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -29,7 +28,6 @@ func (p Package) sameAs(q Package) bool {
 
 // Limits on a package, the same as ingestion applies to requests.
 const (
-	maxIDLen    = 128
 	maxTagLen   = 64
 	maxWeightKg = 1000.0
 )
@@ -68,25 +66,7 @@ func (v *validator) tag(t string) {
 }
 
 func (v *validator) id(field, id string) {
-	if err := checkID(id); err != nil {
+	if err := web.CheckID(id); err != nil {
 		v.add(field, "%v", err)
 	}
-}
-
-// checkID accepts the ids ingestion issues and rejects anything that could
-// not sit in a state key or a URL path segment.
-func checkID(id string) error {
-	if id == "" {
-		return errors.New("is required")
-	}
-	if len(id) > maxIDLen {
-		return fmt.Errorf("must be at most %d characters", maxIDLen)
-	}
-	for i, c := range id {
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if !alnum && (i == 0 || !strings.ContainsRune("._:@-", c)) {
-			return errors.New("may contain only letters, digits and . _ : @ -, starting with a letter or digit")
-		}
-	}
-	return nil
 }

@@ -57,7 +57,7 @@ type putBody struct {
 
 func (b *putBody) validate(deliveryID string) []web.FieldError {
 	var errs []web.FieldError
-	if err := checkID(deliveryID); err != nil {
+	if err := web.CheckID(deliveryID); err != nil {
 		errs = append(errs, web.FieldError{Field: "deliveryId", Error: err.Error()})
 	}
 	for _, l := range []struct {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -68,24 +67,4 @@ func canonicalSize(s string) (string, bool) {
 		return "Large", true
 	}
 	return "", false
-}
-
-const maxIDLen = 128
-
-// checkID accepts the ids ingestion issues and rejects anything that could
-// not sit in a state key or a URL path segment.
-func checkID(id string) error {
-	if id == "" {
-		return errors.New("is required")
-	}
-	if len(id) > maxIDLen {
-		return fmt.Errorf("must be at most %d characters", maxIDLen)
-	}
-	for i, c := range id {
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if !alnum && (i == 0 || !strings.ContainsRune("._:@-", c)) {
-			return errors.New("may contain only letters, digits and . _ : @ -, starting with a letter or digit")
-		}
-	}
-	return nil
 }
