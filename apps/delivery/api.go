@@ -23,9 +23,10 @@ type store interface {
 	Update(ctx context.Context, key string, fn func(v *Delivery, found bool) (bool, error)) (Delivery, error)
 }
 
-// eventPublisher publishes a CloudEvent with a chosen id; cloudEvents is one.
+// eventPublisher publishes a CloudEvent with a chosen id; sidecar.Publisher
+// is one.
 type eventPublisher interface {
-	PublishEvent(ctx context.Context, topic, eventType, key, id string, data any) error
+	PublishWithID(ctx context.Context, topic, eventType, key, id string, data any) error
 }
 
 const (

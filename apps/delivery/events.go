@@ -79,7 +79,7 @@ func (a *api) flush(ctx context.Context, d Delivery, cause string) error {
 		if cause != "" && o.CausedBy != cause && now.Sub(o.AddedAt) < outboxGrace {
 			continue
 		}
-		if err := a.pub.PublishEvent(ctx, messages.TopicDeliveryEvents, o.Type, d.ID, o.ID, o.Event); err != nil {
+		if err := a.pub.PublishWithID(ctx, messages.TopicDeliveryEvents, o.Type, d.ID, o.ID, o.Event); err != nil {
 			return err
 		}
 		sent = append(sent, o.ID)

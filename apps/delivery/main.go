@@ -67,7 +67,7 @@ func run(ctx context.Context) error {
 
 	a := &api{
 		log: log, store: sidecar.NewStore[Delivery](dc, messages.StateStore, 0),
-		pub: cloudEvents{client: dc, pubsub: messages.PubSub}, now: time.Now, trackEvery: cfg.TrackingMinInterval,
+		pub: sidecar.NewPublisher(dc, messages.PubSub), now: time.Now, trackEvery: cfg.TrackingMinInterval,
 		live: liveConfig{Poll: cfg.LivePoll, KeepAlive: cfg.LiveKeepAlive}, stop: ctx.Done(),
 	}
 	router := web.NewRouter(log, web.WithInstrumentation(tel))

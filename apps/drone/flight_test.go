@@ -71,7 +71,7 @@ type fakePublisher struct {
 	err  error
 }
 
-func (p *fakePublisher) PublishEvent(_ context.Context, topic, eventType, key, id string, data any) error {
+func (p *fakePublisher) PublishWithID(_ context.Context, topic, eventType, key, id string, data any) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.err != nil {

@@ -26,7 +26,7 @@ func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) 
 // eventPublisher publishes a CloudEvent with a chosen id, so that a report
 // published twice is recognisably the same report.
 type eventPublisher interface {
-	PublishEvent(ctx context.Context, topic, eventType, key, id string, data any) error
+	PublishWithID(ctx context.Context, topic, eventType, key, id string, data any) error
 }
 
 // flightConfig tunes the simulation.
@@ -252,7 +252,7 @@ func (f *flights) step(ctx context.Context, id string) (time.Duration, error) {
 	// Stored first, reported second: a crash in between loses one report,
 	// and the next one, a full snapshot, makes up for it.
 	ev := report(next, fl, status, now, f.cfg.TimeScale)
-	if err := f.pub.PublishEvent(cctx, messages.TopicDroneStatus, messages.TypeDroneStatus, fl.DeliveryID,
+	if err := f.pub.PublishWithID(cctx, messages.TopicDroneStatus, messages.TypeDroneStatus, fl.DeliveryID,
 		reportID(d.ID, next.Seq), ev); err != nil {
 		f.log.WarnContext(ctx, "drone status report lost", "droneId", id, "seq", next.Seq, "err", err)
 	}

@@ -77,7 +77,7 @@ func run(ctx context.Context) error {
 
 	drones := sidecar.NewStore[Drone](dc, messages.StateStore, 0)
 	assignments := sidecar.NewStore[Assignment](dc, messages.StateStore, 0)
-	fl := newFlights(log, fleet, drones, assignments, cloudEvents{client: dc, pubsub: messages.PubSub}, realClock{},
+	fl := newFlights(log, fleet, drones, assignments, sidecar.NewPublisher(dc, messages.PubSub), realClock{},
 		flightConfig{Tick: cfg.FlightTick, TimeScale: cfg.FlightTimeScale, Lead: cfg.FlightLead})
 	a := newAPI(log, fleet, drones, assignments, time.Now)
 	a.timeScale, a.flights = cfg.FlightTimeScale, fl
