@@ -88,13 +88,15 @@ func (a *api) onCanceled(ctx context.Context, e sidecar.Event) error {
 // transactionBody is the view of a transaction that ingestion's status
 // resource and operators read.
 type transactionBody struct {
-	DeliveryID string    `json:"deliveryId"`
-	Status     Status    `json:"status"`
-	Reason     string    `json:"reason,omitempty"`
-	Step       string    `json:"step"`
-	FailedStep string    `json:"failedStep,omitempty"`
-	Attempts   int       `json:"attempts,omitempty"`
-	Schedule   *Schedule `json:"schedule,omitempty"`
+	DeliveryID string `json:"deliveryId"`
+	Status     Status `json:"status"`
+	Reason     string `json:"reason,omitempty"`
+	Step       string `json:"step"`
+	FailedStep string `json:"failedStep,omitempty"`
+	// CancelRequested tells ingestion's redrive that a cancel arrived.
+	CancelRequested bool      `json:"cancelRequested,omitempty"`
+	Attempts        int       `json:"attempts,omitempty"`
+	Schedule        *Schedule `json:"schedule,omitempty"`
 	// Request is what was asked, for the supervisor's sweep.
 	Request *messages.DeliveryRequested `json:"request,omitempty"`
 	// Compensation is the supervisor's undoing of a failed transaction.
@@ -107,7 +109,7 @@ type transactionBody struct {
 func view(tx Transaction) transactionBody {
 	b := transactionBody{
 		DeliveryID: tx.DeliveryID, Status: tx.Status, Reason: tx.Reason, Step: tx.Progress.Next.String(),
-		FailedStep: tx.FailedStep, Attempts: tx.Attempts, Schedule: tx.schedule(),
+		FailedStep: tx.FailedStep, CancelRequested: tx.CancelRequested, Attempts: tx.Attempts, Schedule: tx.schedule(),
 		Compensation: tx.Compensation, CompensatedAt: tx.CompensatedAt,
 		CreatedAt: tx.CreatedAt, UpdatedAt: tx.UpdatedAt,
 	}
@@ -132,19 +134,31 @@ func (a *api) handleGet() http.Handler {
 	})
 }
 
-// handleQuery answers GET /api/transactions?id=X with the transaction of X,
-// or none.
+// maxQueryIDs bounds one query, keeping its URL well under common limits.
+const maxQueryIDs = 100
+
+// handleQuery answers GET /api/transactions?id=X[&id=Y...] with the
+// transactions of those ids that exist: ingestion's status resource asks for
+// one, its redrive for a batch.
 func (a *api) handleQuery() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tx, _, found, err := a.proc.store.Get(r.Context(), txKey(mux.Vars(r)["id"]))
-		switch {
-		case err != nil:
-			a.storeFailed(w, r, err)
-		case !found:
-			web.WriteJSON(w, http.StatusOK, map[string][]transactionBody{"transactions": {}})
-		default:
-			web.WriteJSON(w, http.StatusOK, map[string][]transactionBody{"transactions": {view(tx)}})
+		ids := r.URL.Query()["id"]
+		if len(ids) > maxQueryIDs {
+			web.WriteProblem(w, r, web.Validation([]web.FieldError{{Field: "id", Error: fmt.Sprintf("at most %d ids per query", maxQueryIDs)}}))
+			return
 		}
+		out := make([]transactionBody, 0, len(ids))
+		for _, id := range ids {
+			tx, _, found, err := a.proc.store.Get(r.Context(), txKey(id))
+			if err != nil {
+				a.storeFailed(w, r, err)
+				return
+			}
+			if found {
+				out = append(out, view(tx))
+			}
+		}
+		web.WriteJSON(w, http.StatusOK, map[string][]transactionBody{"transactions": out})
 	})
 }
 

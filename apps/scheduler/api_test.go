@@ -3,9 +3,12 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -298,4 +301,36 @@ func TestGetTransaction(t *testing.T) {
 			t.Fatalf("body %s", rec.Body)
 		}
 	})
+}
+
+func TestQueryTransactionsByID(t *testing.T) {
+	f := newAPIFixture(t)
+	for _, id := range []string{"d1", "d2"} {
+		if err := f.proc.Requested(t.Context(), request(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	query := func(ids ...string) *httptest.ResponseRecorder {
+		return f.do(t, http.MethodGet, "/api/transactions?"+url.Values{"id": ids}.Encode(), "")
+	}
+	rec := query("d1", "nope", "d2")
+	var got struct{ Transactions []transactionBody }
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &got) != nil {
+		t.Fatalf("status %d; body %s", rec.Code, rec.Body)
+	}
+	var ids []string
+	for _, tx := range got.Transactions {
+		ids = append(ids, tx.DeliveryID)
+	}
+	if !slices.Equal(ids, []string{"d1", "d2"}) {
+		t.Errorf("found %v, want [d1 d2]: an unknown id is left out, not an error", ids)
+	}
+
+	many := make([]string, maxQueryIDs+1)
+	for i := range many {
+		many[i] = fmt.Sprintf("d%d", i)
+	}
+	if rec := query(many...); rec.Code != http.StatusBadRequest {
+		t.Errorf("%d ids answered %d, want 400", len(many), rec.Code)
+	}
 }

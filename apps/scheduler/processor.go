@@ -84,11 +84,14 @@ func (p *processor) load(ctx context.Context, id string, init func(*Transaction)
 		now := p.now().UTC()
 		tx = Transaction{DeliveryID: id, Status: StatusInProgress, CreatedAt: now, UpdatedAt: now}
 		init(&tx)
+		// Indexed before it exists: a crash between the two writes then
+		// leaves an entry the listing skips, rather than a record in
+		// progress that no sweep can find.
+		if tx.Status == StatusInProgress {
+			p.index.started(ctx, id, now)
+		}
 		err = p.store.Create(ctx, txKey(id), tx)
 		if err == nil {
-			if tx.Status == StatusInProgress {
-				p.index.started(ctx, id, now)
-			}
 			return p.reload(ctx, id)
 		}
 		if !errors.Is(err, sidecar.ErrConflict) {
