@@ -49,11 +49,14 @@ type store[T any] interface {
 
 // transactionView is the scheduler's account of a delivery's transaction.
 type transactionView struct {
+	DeliveryID   string          `json:"deliveryId"`
 	Status       string          `json:"status"`
 	Compensation string          `json:"compensation,omitempty"`
 	Reason       string          `json:"reason,omitempty"`
 	UpdatedAt    time.Time       `json:"updatedAt"`
 	Schedule     json.RawMessage `json:"schedule,omitempty"`
+	// CancelRequested is set once a cancel reached the scheduler.
+	CancelRequested bool `json:"cancelRequested,omitempty"`
 }
 
 // scheduler answers what became of a delivery request.
@@ -80,6 +83,9 @@ type api struct {
 	newID     func() string
 	// biz counts accepted requests; nil counts nothing.
 	biz *telemetry.Business
+	// redrive tracks accepted messages until the scheduler has seen them;
+	// nil tracks nothing.
+	redrive *redriver
 }
 
 func (a *api) routes(r *mux.Router) {
@@ -87,6 +93,11 @@ func (a *api) routes(r *mux.Router) {
 	r.Handle("/api/deliveryrequests/{id}", a.handleGet()).Methods(http.MethodGet)
 	r.Handle("/api/deliveryrequests/{id}", a.handleReschedule()).Methods(http.MethodPatch)
 	r.Handle("/api/deliveryrequests/{id}", a.handleCancel()).Methods(http.MethodDelete)
+	if a.redrive != nil {
+		// The cron input binding "redrive" calls this; daprd probes it with
+		// OPTIONS at start-up.
+		r.Handle("/redrive", a.redrive.handleRedrive()).Methods(http.MethodPost, http.MethodOptions)
+	}
 	r.HandleFunc("/api/probe", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }).Methods(http.MethodGet)
 }
 
@@ -160,6 +171,7 @@ func (a *api) handleCreate() http.Handler {
 			// status resource falls back to the scheduler's record.
 			a.log.WarnContext(ctx, "request accepted but its record was not saved", "deliveryId", msg.DeliveryID, "err", err)
 		}
+		a.redrive.track(ctx, pendingRequest, msg.DeliveryID, now)
 		if idem != nil {
 			idem.Published = true
 			if err := a.keys.Replace(ctx, idemKey(key), *idem, idemETag); err != nil {
@@ -347,6 +359,7 @@ func (a *api) handleCancel() http.Handler {
 			a.unavailable(w, r, "publish cancel", err)
 			return
 		}
+		a.redrive.track(ctx, pendingCancel, id, msg.RequestedAt)
 		w.Header().Set("Location", "/api/deliveryrequests/"+id)
 		web.WriteJSON(w, http.StatusAccepted, msg)
 	})

@@ -36,6 +36,7 @@ type config struct {
 	IdempotencyTTL time.Duration `envconfig:"IDEMPOTENCY_TTL" default:"24h"`
 	// SchedulerAppID is the app the status resource asks about progress.
 	SchedulerAppID string `envconfig:"SCHEDULER_APP_ID" default:"scheduler"`
+	Redrive        redriveConfig
 	// FaultInjection=on enables internal/faults; production never sets it.
 	FaultInjection string `envconfig:"FAULT_INJECTION" default:"off"`
 }
@@ -68,16 +69,26 @@ func run(ctx context.Context) error {
 	defer dc.Close()
 	invoker := sidecar.NewInvoker(cfg.Sidecar.HTTPAddr(), tel.HTTPClient())
 
+	pub := sidecar.NewPublisher(dc, messages.PubSub)
+	requests := sidecar.NewStore[requestRecord](dc, messages.StateStore, cfg.RecordTTL)
+	sched := &schedulerClient{invoker: invoker, appID: cfg.SchedulerAppID}
 	a := &api{
 		log:       log,
-		pub:       sidecar.NewPublisher(dc, messages.PubSub),
-		requests:  sidecar.NewStore[requestRecord](dc, messages.StateStore, cfg.RecordTTL),
+		pub:       pub,
+		requests:  requests,
 		keys:      sidecar.NewStore[idempotencyRecord](dc, messages.StateStore, cfg.IdempotencyTTL),
-		scheduler: &schedulerClient{invoker: invoker, appID: cfg.SchedulerAppID},
+		scheduler: sched,
 		places:    geo.DefaultGazetteer(),
 		now:       time.Now,
 		newID:     func() string { return uuid.NewString() },
 		biz:       tel.Business(),
+		redrive: &redriver{
+			log: log, cfg: cfg.Redrive,
+			// Entries live until the scheduler confirms them or they are
+			// given up; the TTL only bounds what a bug could leave behind.
+			pending:  sidecar.NewStore[pendingBucket](dc, messages.StateStore, cfg.RecordTTL),
+			requests: requests, pub: pub, scheduler: sched, now: time.Now, biz: tel.Business(),
+		},
 	}
 	router := web.NewRouter(log, web.WithInstrumentation(tel))
 	// Off unless FAULT_INJECTION=on, which only test stacks set.
@@ -97,25 +108,44 @@ type schedulerClient struct {
 }
 
 func (s *schedulerClient) Transaction(ctx context.Context, id string) (*transactionView, bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	// A query with the id, not /api/transactions/{id}: see the scheduler's
-	// routes for why an unknown id must not be a 404 here.
-	resp, err := s.invoker.Invoke(ctx, s.appID, http.MethodGet, "/api/transactions?"+url.Values{"id": {id}}.Encode(), nil)
-	if err != nil {
+	found, err := s.query(ctx, []string{id})
+	if err != nil || len(found) == 0 {
 		return nil, false, err
 	}
+	return &found[0], true, nil
+}
+
+// Transactions returns the transactions of ids that the scheduler has, by
+// delivery id; ids must be at most the scheduler's maxQueryIDs.
+func (s *schedulerClient) Transactions(ctx context.Context, ids []string) (map[string]transactionView, error) {
+	found, err := s.query(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]transactionView, len(found))
+	for _, tx := range found {
+		out[tx.DeliveryID] = tx
+	}
+	return out, nil
+}
+
+func (s *schedulerClient) query(ctx context.Context, ids []string) ([]transactionView, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	// A query with the ids, not /api/transactions/{id}: see the scheduler's
+	// routes for why an unknown id must not be a 404 here.
+	resp, err := s.invoker.Invoke(ctx, s.appID, http.MethodGet, "/api/transactions?"+url.Values{"id": ids}.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
 	if !resp.OK() {
-		return nil, false, errors.New("scheduler answered " + resp.Detail())
+		return nil, errors.New("scheduler answered " + resp.Detail())
 	}
 	var found struct {
 		Transactions []transactionView `json:"transactions"`
 	}
 	if err := resp.Decode(&found); err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	if len(found.Transactions) == 0 {
-		return nil, false, nil
-	}
-	return &found.Transactions[0], true, nil
+	return found.Transactions, nil
 }

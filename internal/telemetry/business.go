@@ -24,6 +24,7 @@ type Business struct {
 	canceled    metric.Int64Counter
 	failed      metric.Int64Counter
 	compensated metric.Int64Counter
+	redriven    metric.Int64Counter
 }
 
 func newBusiness(m metric.Meter) *Business {
@@ -44,6 +45,7 @@ func newBusiness(m metric.Meter) *Business {
 		canceled:    counter("deliveries.canceled", "Deliveries canceled by the client."),
 		failed:      counter("deliveries.failed", "Deliveries whose scheduling transaction ended Failed."),
 		compensated: counter("deliveries.compensated", "Failed deliveries whose completed steps were compensated."),
+		redriven:    counter("deliveries.redriven", "Accepted messages published again because the scheduler never saw them."),
 	}
 }
 
@@ -117,4 +119,12 @@ func (b *Business) ObserveDronesInFlight(f func(ctx context.Context) (int64, err
 		return fmt.Errorf("register drones.in_flight: %w", err)
 	}
 	return nil
+}
+
+// Redriven counts an accepted message published again because the scheduler
+// never saw it: each one is a message the broker lost or has not delivered.
+func (b *Business) Redriven(ctx context.Context) {
+	if b != nil {
+		b.redriven.Add(ctx, 1)
+	}
 }

@@ -250,6 +250,7 @@ func TestBusinessCounters(t *testing.T) {
 	b.Accepted(ctx)
 	b.Scheduled(ctx)
 	b.Failed(ctx)
+	b.Redriven(ctx)
 	inFlight := int64(3)
 	if err := b.ObserveDronesInFlight(func(context.Context) (int64, error) { return inFlight, nil }); err != nil {
 		t.Fatal(err)
@@ -263,6 +264,7 @@ func TestBusinessCounters(t *testing.T) {
 		"deliveries_canceled_total":    0,
 		"deliveries_failed_total":      1,
 		"deliveries_compensated_total": 0,
+		"deliveries_redriven_total":    1,
 		"drones_in_flight":             3,
 	} {
 		wantValue(t, m, name, nil, want)

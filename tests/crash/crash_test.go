@@ -12,18 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fabrikam/dronedelivery/internal/telemetry/telemetrytest"
 	"github.com/fabrikam/dronedelivery/tests/harness"
 )
 
 var httpClient = &http.Client{Timeout: 30 * time.Second}
 
 func TestKillSchedulerMidStream(t *testing.T) {
-	if env.Profile == "redis" {
-		// Passed in one full run and lost 1 of 300 requests in another (no
-		// transaction record, no dead letter, not redelivered in 4 minutes);
-		// not yet explained.
-		t.Skip("open (issue 4): on redis, killing the scheduler app mid-stream lost 1 of 300 requests in one of two runs")
-	}
 	crashMidStream(t, func(t *testing.T) {
 		env.Stack.Kill("scheduler", false)
 		time.Sleep(time.Second) // stay down while requests keep arriving
@@ -31,20 +26,12 @@ func TestKillSchedulerMidStream(t *testing.T) {
 	})
 }
 
+// TestKillSchedulerSidecarMidStream loses messages on the local profile:
+// pubsub.jetstream in "parallel" mode acknowledges each message when it hands
+// it to a goroutine, before the app has seen it, so the messages in flight in
+// the killed sidecar are gone from the broker. Ingestion's redrive publishes
+// them again; the test proves every request still ends.
 func TestKillSchedulerSidecarMidStream(t *testing.T) {
-	if env.Profile == "local" {
-		// pubsub.jetstream with concurrency "parallel" hands each message to a
-		// goroutine and returns at once, and nats.go then acknowledges it
-		// automatically (the component does not ask for manual acks): the
-		// broker forgets a message before the app has processed it, so the
-		// messages in flight in a killed sidecar are lost. Seen here: the
-		// consumer's ack floor passes messages the app never finished, and
-		// the restarted sidecar logs "message was already acknowledged" for
-		// every message. "single" concurrency is at-least-once but makes a
-		// message that waits for a drone block every message behind it.
-		t.Skip("known loss on the local profile: pubsub.jetstream in parallel mode acknowledges " +
-			"messages on receipt, so a killed sidecar loses the messages it had in flight (issue 4 note)")
-	}
 	crashMidStream(t, func(t *testing.T) {
 		env.Stack.Kill("scheduler", true)
 		time.Sleep(time.Second)
@@ -130,7 +117,8 @@ func crashMidStream(t *testing.T, crash func(*testing.T)) {
 	for _, s := range final {
 		outcomes[s.Status]++
 	}
-	t.Logf("%d requests with a crash after the 100th: all ended after %s: %v", n, time.Since(began).Round(time.Millisecond), outcomes)
+	t.Logf("%d requests with a crash after the 100th: all ended after %s: %v; %v redriven by ingestion so far in this stack",
+		n, time.Since(began).Round(time.Millisecond), outcomes, redriven(t))
 
 	var drones []struct {
 		ID         string `json:"id"`
@@ -183,4 +171,16 @@ func post(body any) (string, error) {
 		DeliveryID string `json:"deliveryId"`
 	}
 	return got.DeliveryID, json.Unmarshal(rb, &got)
+}
+
+// redriven reads ingestion's count of messages it published again because
+// the scheduler never saw them.
+func redriven(t *testing.T) float64 {
+	m, err := telemetrytest.Scrape(t.Context(), env.Stack.App("ingestion").URL()+"/metrics")
+	if err != nil {
+		t.Logf("scrape ingestion metrics: %v", err)
+		return -1
+	}
+	v, _ := m.Value("deliveries_redriven_total", nil)
+	return v
 }

@@ -33,7 +33,10 @@ func TestMain(m *testing.M) {
 		Env: map[string]map[string]string{
 			"drone":      {"FLEET_FILE": fleet},
 			"supervisor": {"STUCK_AFTER": "4s"},
-			"*":          {"FAULT_INJECTION": "on"},
+			// Instead of the 2m default, so a message the broker lost is
+			// published again well within the tests' deadlines.
+			"ingestion": {"REDRIVE_AFTER": "10s"},
+			"*":         {"FAULT_INJECTION": "on"},
 		},
 	}, func(e *harness.Env) { env = e })
 	_ = os.RemoveAll(dir)

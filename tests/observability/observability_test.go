@@ -210,7 +210,7 @@ var servedSeries = []string{
 
 // appSeriesOf are the series particular to an app.
 var appSeriesOf = map[string][]string{
-	"ingestion": {"deliveries_accepted_total"},
+	"ingestion": {"deliveries_accepted_total", "deliveries_redriven_total"},
 	"scheduler": {
 		"messages_handled_total", "messages_handle_duration_seconds",
 		"http_client_requests_total", "http_client_errors_total", "http_client_request_duration_seconds",
