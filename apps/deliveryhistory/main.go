@@ -13,6 +13,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/fabrikam/dronedelivery/internal/faults"
 	"github.com/fabrikam/dronedelivery/internal/logging"
 	"github.com/fabrikam/dronedelivery/internal/messages"
 	"github.com/fabrikam/dronedelivery/internal/sidecar"
@@ -24,6 +25,8 @@ type config struct {
 	Port    int `envconfig:"APP_PORT" default:"8080"`
 	Sidecar sidecar.Config
 	Log     logging.Config
+	// FaultInjection=on enables internal/faults; production never sets it.
+	FaultInjection string `envconfig:"FAULT_INJECTION" default:"off"`
 }
 
 func main() {
@@ -54,6 +57,10 @@ func run(ctx context.Context) error {
 
 	a := &api{log: log, store: sidecar.NewStore[Timeline](dc, messages.StateStore, 0), now: time.Now}
 	router := web.NewRouter(log, web.WithInstrumentation(tel))
+	// Off unless FAULT_INJECTION=on, which only test stacks set.
+	inj := faults.New(cfg.FaultInjection == "on")
+	router.Use(inj.Middleware)
+	inj.Routes(router)
 	a.routes(router)
 	log.Info("starting", "port", cfg.Port)
 	return web.Serve(ctx, web.ServerConfig{Addr: fmt.Sprintf(":%d", cfg.Port)}, router, log)

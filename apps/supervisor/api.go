@@ -19,13 +19,25 @@ import (
 // deadLetter is what the supervisor records of a message set aside.
 type deadLetter struct {
 	messages.DeadLetter
+	ID         string    `json:"id"`
 	ReceivedAt time.Time `json:"receivedAt"`
+	// Replays counts the times an operator sent the message back to its
+	// topic; LastReplayAt is the latest.
+	Replays      int        `json:"replays,omitempty"`
+	LastReplayAt *time.Time `json:"lastReplayAt,omitempty"`
 }
 
 type api struct {
 	sup        *supervisor
 	dead       sidecar.Versioned[deadLetter]
+	pub        publisher
 	stuckAfter time.Duration
+}
+
+// publisher sends a replayed message back to its topic; sidecar.Publisher
+// is one.
+type publisher interface {
+	Publish(ctx context.Context, topic, eventType, key string, data any) error
 }
 
 // Routes that components/shared/*.yaml point at.
@@ -44,6 +56,9 @@ func (a *api) routes(r *mux.Router) {
 	r.Handle("/api/compensations", a.handleListCompensations()).Methods(http.MethodGet)
 	r.Handle("/api/compensations/{id}", a.handleGetCompensation()).Methods(http.MethodGet)
 	r.Handle("/api/deadletters", a.handleListDeadLetters()).Methods(http.MethodGet)
+	r.Handle("/api/deadletters/replay", a.handleReplayTopic()).Methods(http.MethodPost)
+	r.Handle("/api/deadletters/{id}", a.handleGetDeadLetter()).Methods(http.MethodGet)
+	r.Handle("/api/deadletters/{id}/replay", a.handleReplay()).Methods(http.MethodPost)
 }
 
 func (a *api) onFailed(ctx context.Context, e sidecar.Event) error {
@@ -57,6 +72,9 @@ func (a *api) onFailed(ctx context.Context, e sidecar.Event) error {
 	return a.sup.compensate(ctx, f)
 }
 
+// parkedBySidecar names dead letters a sidecar's dead-letter policy moved.
+const parkedBySidecar = "sidecar"
+
 // onDeadLetter records a message set aside. Messages an app parked carry
 // their reason; anything else was moved here by a sidecar's dead-letter
 // policy after its retries ran out.
@@ -69,14 +87,15 @@ func (a *api) onDeadLetter(ctx context.Context, e sidecar.Event) error {
 	} else {
 		d.DeadLetter = messages.DeadLetter{
 			Reason: "set aside by the sidecar: delivery kept failing until its retries ran out",
-			Topic:  e.Topic, Type: e.Type, EventID: e.ID, Data: e.Data, ParkedBy: "sidecar", ParkedAt: d.ReceivedAt,
+			Topic:  e.Topic, Type: e.Type, EventID: e.ID, Data: e.Data, ParkedBy: parkedBySidecar, ParkedAt: d.ReceivedAt,
 		}
 	}
 	id := e.ID
 	if id == "" {
 		return sidecar.Drop(errors.New("dead letter without an id"))
 	}
-	if err := a.dead.Create(ctx, "deadletter:"+id, d); err != nil && !errors.Is(err, sidecar.ErrConflict) {
+	d.ID = id
+	if err := a.dead.Create(ctx, deadLetterKey(id), d); err != nil && !errors.Is(err, sidecar.ErrConflict) {
 		return err
 	}
 	addToIndex(ctx, a.sup.log, a.sup.index, deadLettersIndex, id, d.ReceivedAt)
@@ -219,7 +238,7 @@ func (a *api) handleListDeadLetters() http.Handler {
 		}
 		out := []deadLetter{}
 		for _, id := range newestFirst(ix) {
-			d, _, found, err := a.dead.Get(r.Context(), "deadletter:"+id)
+			d, _, found, err := a.dead.Get(r.Context(), deadLetterKey(id))
 			if err != nil {
 				a.storeFailed(w, r, err)
 				return

@@ -73,7 +73,10 @@ func run(ctx context.Context) error {
 		now:         time.Now,
 		biz:         tel.Business(),
 	}
-	a := &api{sup: sup, dead: sidecar.NewStore[deadLetter](dc, messages.StateStore, 0), stuckAfter: cfg.StuckAfter}
+	a := &api{
+		sup: sup, dead: sidecar.NewStore[deadLetter](dc, messages.StateStore, 0),
+		pub: sidecar.NewPublisher(dc, messages.PubSub), stuckAfter: cfg.StuckAfter,
+	}
 	router := web.NewRouter(log, web.WithInstrumentation(tel))
 	inj := faults.New(cfg.FaultInjection == "on")
 	router.Use(inj.Middleware)
