@@ -394,7 +394,9 @@ func (a *api) endWith(stage Stage, defaultReason string) http.Handler {
 		case d.ID == "":
 			web.WriteProblem(w, r, web.NotFound("no delivery "+id))
 		case conflict && undo:
-			w.WriteHeader(http.StatusNoContent)
+			// The delivery as it stands, so the caller sees how it ended: a
+			// cancel must not undo the rest of a delivery that was completed.
+			web.WriteJSON(w, http.StatusOK, d.view())
 		case conflict:
 			web.WriteProblem(w, r, web.NewProblem(http.StatusConflict, codeDeliveryFinal,
 				"Delivery already ended", "delivery "+id+" is "+string(d.Stage)))

@@ -582,6 +582,27 @@ func TestCancelProblems(t *testing.T) {
 	}
 }
 
+// The scheduler cancels through the query form and must learn how an ended
+// delivery ended: the record, with a 2xx so its breaker is not fed.
+func TestCancelQueryFormOnEndedDelivery(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.seed(t, Delivery{ID: "d1", Stage: StageCompleted, Reason: "before", UpdatedAt: t0})
+	rec := f.do(t, http.MethodDelete, "/api/deliveries?id=d1", "")
+	if rec.Code != http.StatusOK {
+		t.Fatalf("got status %d, want 200; body %s", rec.Code, rec.Body)
+	}
+	if got := decode[Delivery](t, rec); got.Stage != StageCompleted {
+		t.Errorf("answered stage %q, want Completed", got.Stage)
+	}
+	if d, _ := f.stored(t, "d1"); d.Stage != StageCompleted || d.Reason != "before" {
+		t.Errorf("stored %q %q, want unchanged", d.Stage, d.Reason)
+	}
+	if rec := f.do(t, http.MethodDelete, "/api/deliveries?id=nope", ""); rec.Code != http.StatusNoContent {
+		t.Errorf("unknown delivery: got %d, want 204 (nothing to undo)", rec.Code)
+	}
+}
+
 func TestCancelOtherStages(t *testing.T) {
 	t.Parallel()
 	for _, stage := range []Stage{StageCreated, StageRescheduled, StageHeadedToPickup, StageHeadedToDropoff} {

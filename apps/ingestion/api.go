@@ -55,8 +55,10 @@ type transactionView struct {
 	Reason       string          `json:"reason,omitempty"`
 	UpdatedAt    time.Time       `json:"updatedAt"`
 	Schedule     json.RawMessage `json:"schedule,omitempty"`
-	// CancelRequested is set once a cancel reached the scheduler.
-	CancelRequested bool `json:"cancelRequested,omitempty"`
+	// CancelRequested is set once a cancel reached the scheduler, and
+	// CancelRefused when it came too late.
+	CancelRequested bool   `json:"cancelRequested,omitempty"`
+	CancelRefused   string `json:"cancelRefused,omitempty"`
 }
 
 // scheduler answers what became of a delivery request.
@@ -259,12 +261,14 @@ type statusResponse struct {
 	Status     string `json:"status"`
 	Reason     string `json:"reason,omitempty"`
 	// Compensation tells how the undoing of a failed request went.
-	Compensation string                      `json:"compensation,omitempty"`
-	AcceptedAt   *time.Time                  `json:"acceptedAt,omitempty"`
-	UpdatedAt    *time.Time                  `json:"updatedAt,omitempty"`
-	Schedule     json.RawMessage             `json:"schedule,omitempty"`
-	Request      *messages.DeliveryRequested `json:"request,omitempty"`
-	Links        map[string]string           `json:"links"`
+	Compensation string `json:"compensation,omitempty"`
+	// CancelRefused says why a cancel was not carried out.
+	CancelRefused string                      `json:"cancelRefused,omitempty"`
+	AcceptedAt    *time.Time                  `json:"acceptedAt,omitempty"`
+	UpdatedAt     *time.Time                  `json:"updatedAt,omitempty"`
+	Schedule      json.RawMessage             `json:"schedule,omitempty"`
+	Request       *messages.DeliveryRequested `json:"request,omitempty"`
+	Links         map[string]string           `json:"links"`
 }
 
 func (a *api) handleGet() http.Handler {
@@ -300,7 +304,7 @@ func (a *api) handleGet() http.Handler {
 		}
 		if txFound {
 			resp.Status, resp.Reason, resp.Schedule = tx.Status, tx.Reason, tx.Schedule
-			resp.Compensation = tx.Compensation
+			resp.Compensation, resp.CancelRefused = tx.Compensation, tx.CancelRefused
 			resp.UpdatedAt = &tx.UpdatedAt
 		} else if txErr != nil {
 			// Accepted is still true; say so rather than fail the read.

@@ -769,6 +769,8 @@ func TestGetStatus(t *testing.T) {
 			nil, nil, http.StatusOK, "Scheduled", "", `{"droneId":"drone-7"}`},
 		{"scheduler failed it", true, &transactionView{Status: "Failed", Reason: "no drone available", UpdatedAt: updated},
 			nil, nil, http.StatusOK, "Failed", "no drone available", ""},
+		{"cancel came too late", true, &transactionView{Status: "Scheduled", CancelRefused: "too late to cancel: the delivery is already Completed", UpdatedAt: updated},
+			nil, nil, http.StatusOK, "Scheduled", "", ""},
 		{"only the scheduler knows", false, &transactionView{Status: "Completed", UpdatedAt: updated},
 			nil, nil, http.StatusOK, "Completed", "", ""},
 		{"scheduler down, no record", false, nil, errDown, nil, http.StatusServiceUnavailable, "", "", ""},
@@ -803,6 +805,9 @@ func TestGetStatus(t *testing.T) {
 				t.Fatalf("got status %d, want %d; body %s", rec.Code, tt.status, rec.Body)
 			}
 			got := decode[statusResponse](t, rec)
+			if tt.tx != nil && got.CancelRefused != tt.tx.CancelRefused {
+				t.Errorf("got cancelRefused %q, want %q", got.CancelRefused, tt.tx.CancelRefused)
+			}
 			if got.DeliveryID != id || got.Status != tt.wantStatus || got.Reason != tt.wantReason || string(got.Schedule) != tt.wantSched {
 				t.Errorf("got id %q status %q reason %q schedule %s, want %q %q %q %s",
 					got.DeliveryID, got.Status, got.Reason, got.Schedule, id, tt.wantStatus, tt.wantReason, tt.wantSched)

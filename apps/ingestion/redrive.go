@@ -204,7 +204,8 @@ func (r *redriver) sweep(ctx context.Context) (redriveReport, error) {
 // in progress may have lost its message mid-way (a scheduler sidecar killed
 // between writing the record and indexing it leaves a record no sweep
 // lists), and publishing the request again resumes it. For a cancel it is
-// the cancel having arrived, or an end that a cancel cannot change.
+// the cancel having arrived (or been refused), or an end that a cancel cannot
+// change.
 func confirms(kind string, tx transactionView) bool {
 	if kind != pendingCancel {
 		return tx.Status != "" && tx.Status != "InProgress"
@@ -213,7 +214,7 @@ func confirms(kind string, tx transactionView) bool {
 	case "Canceled", "Rejected", "Failed":
 		return true
 	}
-	return tx.CancelRequested
+	return tx.CancelRequested || tx.CancelRefused != ""
 }
 
 func overdue(e pendingEntry, now time.Time, after time.Duration) bool {

@@ -302,3 +302,15 @@ func TestAcceptedMessagesAreTracked(t *testing.T) {
 		t.Errorf("OPTIONS /redrive answered %d; daprd probes binding routes with it", rec.Code)
 	}
 }
+
+func TestRedriveTakesARefusedCancelAsDone(t *testing.T) {
+	t.Parallel()
+	f := newRedriveFixture(t)
+	id := idN(1)
+	f.r.track(t.Context(), pendingCancel, id, f.now)
+	f.sched.tx[id] = transactionView{DeliveryID: id, Status: "Scheduled", CancelRefused: "too late to cancel: the delivery is already Completed"}
+	f.now = f.now.Add(time.Minute)
+	if rep := f.sweep(t); rep.Confirmed != 1 || rep.Redriven != 0 {
+		t.Errorf("report %+v, want the refused cancel confirmed, not published again", rep)
+	}
+}

@@ -93,8 +93,10 @@ type transactionBody struct {
 	Reason     string `json:"reason,omitempty"`
 	Step       string `json:"step"`
 	FailedStep string `json:"failedStep,omitempty"`
-	// CancelRequested tells ingestion's redrive that a cancel arrived.
+	// CancelRequested tells ingestion's redrive that a cancel arrived, and
+	// CancelRefused that it came too late.
 	CancelRequested bool      `json:"cancelRequested,omitempty"`
+	CancelRefused   string    `json:"cancelRefused,omitempty"`
 	Attempts        int       `json:"attempts,omitempty"`
 	Schedule        *Schedule `json:"schedule,omitempty"`
 	// Request is what was asked, for the supervisor's sweep.
@@ -109,7 +111,7 @@ type transactionBody struct {
 func view(tx Transaction) transactionBody {
 	b := transactionBody{
 		DeliveryID: tx.DeliveryID, Status: tx.Status, Reason: tx.Reason, Step: tx.Progress.Next.String(),
-		FailedStep: tx.FailedStep, CancelRequested: tx.CancelRequested, Attempts: tx.Attempts, Schedule: tx.schedule(),
+		FailedStep: tx.FailedStep, CancelRequested: tx.CancelRequested, CancelRefused: tx.CancelRefused, Attempts: tx.Attempts, Schedule: tx.schedule(),
 		Compensation: tx.Compensation, CompensatedAt: tx.CompensatedAt,
 		CreatedAt: tx.CreatedAt, UpdatedAt: tx.UpdatedAt,
 	}

@@ -292,6 +292,10 @@ func (p *processor) undo(ctx context.Context, tx Transaction, etag string, statu
 	if tx.HasRequest {
 		// Undo the next step too: it may have run without being recorded.
 		if err := p.steps.Undo(ctx, tx.Progress.Next, tx.Request, workflow.Outcome{Reason: reason}); err != nil {
+			var late *workflow.TooLate
+			if status == StatusCanceled && errors.As(err, &late) {
+				return p.refuseCancel(ctx, tx, etag, late)
+			}
 			return err
 		}
 	}
@@ -309,6 +313,20 @@ func (p *processor) undo(ctx context.Context, tx Transaction, etag string, statu
 	case StatusCanceled:
 		p.biz.Canceled(ctx)
 	}
+	return nil
+}
+
+// refuseCancel records that a cancel came too late: the delivery was
+// completed, so nothing is undone and the transaction keeps its status.
+func (p *processor) refuseCancel(ctx context.Context, tx Transaction, etag string, late *workflow.TooLate) error {
+	tx.CancelRequested, tx.CancelRefused = false, late.Error()
+	if _, _, err := p.checkpoint(ctx, tx, etag); err != nil {
+		if errors.Is(err, sidecar.ErrConflict) {
+			return &errRetry{"transaction changed while refusing a cancel"}
+		}
+		return err
+	}
+	p.log.InfoContext(ctx, "cancel refused", "deliveryId", tx.DeliveryID, "reason", tx.CancelRefused)
 	return nil
 }
 

@@ -512,6 +512,27 @@ func TestCanceledAfterScheduledUndoFails(t *testing.T) {
 	}
 }
 
+// A cancel that arrives after the package was delivered changes nothing and
+// says why: the undo stopped at the delivery, before the drone, package and
+// carrier booking.
+func TestCancelOfCompletedDeliveryIsRefused(t *testing.T) {
+	f := newFixture(t)
+	if err := f.proc.Requested(t.Context(), request("d1")); err != nil {
+		t.Fatal(err)
+	}
+	f.steps.failUndo(&workflow.TooLate{Stage: messages.StageCompleted})
+	if err := f.proc.Canceled(t.Context(), cancelOf("d1")); err != nil {
+		t.Fatalf("Canceled = %v, want it acknowledged", err)
+	}
+	tx := f.tx(t, "d1")
+	if tx.Status != StatusScheduled || tx.CancelRequested || !strings.Contains(tx.CancelRefused, "Completed") || tx.schedule() == nil {
+		t.Fatalf("record %+v, want still Scheduled with the refusal", tx)
+	}
+	if v := view(tx); v.CancelRefused != tx.CancelRefused {
+		t.Errorf("view shows refusal %q", v.CancelRefused)
+	}
+}
+
 func TestCanceledAfterEndedIsAcknowledged(t *testing.T) {
 	for _, end := range []struct {
 		name   string

@@ -36,6 +36,9 @@ type Transaction struct {
 	// CancelRequested is set by a cancel message; whoever next touches the
 	// transaction undoes it.
 	CancelRequested bool `json:"cancelRequested,omitempty"`
+	// CancelRefused says why a cancel was not carried out: the delivery had
+	// already been completed.
+	CancelRefused string `json:"cancelRefused,omitempty"`
 	// Attempts counts transient failures; past the limit the transaction fails.
 	Attempts int `json:"attempts,omitempty"`
 	// WaitingForDroneSince is when the drone step first found no drone free.

@@ -282,6 +282,17 @@ func (c *Client) endDelivery(ctx context.Context, id string, o Outcome) error {
 	if err != nil {
 		return fmt.Errorf("undo delivery: %w", err)
 	}
+	// A cancel of a delivery that was completed stops here, before the
+	// drone, package and carrier booking are undone. The delivery answers
+	// with its record when it had already ended (the query form).
+	if resp.Status == http.StatusOK && !o.Failed {
+		var d struct {
+			Stage string `json:"stage"`
+		}
+		if err := resp.Decode(&d); err == nil && d.Stage == messages.StageCompleted {
+			return &TooLate{Stage: d.Stage}
+		}
+	}
 	// 404: never created. 409: already ended another way; nothing to undo.
 	if resp.OK() || resp.Status == http.StatusNotFound || resp.Status == http.StatusConflict {
 		return nil

@@ -594,6 +594,31 @@ func TestUndoToleratesGoneAndEnded(t *testing.T) {
 	})
 }
 
+// A cancel of a delivery that was completed stops at the delivery: the
+// drone, package and carrier booking stay as they are.
+func TestUndoOfCompletedDeliveryIsTooLate(t *testing.T) {
+	completed := `{"id":"d1","stage":"Completed"}`
+	inv := newInvoker().on(http.MethodDelete, "delivery", "/api/deliveries?id=d1", 200, completed)
+	err := workflow.NewClient(inv, ids).Undo(t.Context(), workflow.StepDelivery, request(), workflow.Outcome{})
+	var late *workflow.TooLate
+	if !errors.As(err, &late) || late.Stage != "Completed" {
+		t.Fatalf("err %v, want TooLate", err)
+	}
+	if got := inv.callStrings(); len(got) != 1 {
+		t.Fatalf("calls %v, want only the delivery's", got)
+	}
+
+	// A failure's compensation never meets a completed delivery in practice;
+	// if it did, there would be nothing of the delivery to undo.
+	inv = newInvoker().on(http.MethodPut, "delivery", "/api/failed-deliveries?id=d1", 200, completed)
+	inv.on(http.MethodDelete, "drone", "/api/dronedeliveries?id=d1", 204, ``)
+	inv.on(http.MethodDelete, "package", "/api/packages?deliveryId=d1&id=p1", 204, ``)
+	inv.on(http.MethodDelete, "thirdparty", "/api/thirdpartydeliveries?deliveryId=d1", 204, ``)
+	if err := workflow.NewClient(inv, ids).Undo(t.Context(), workflow.StepDelivery, request(), workflow.Outcome{Failed: true}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestUndoStopsOnError(t *testing.T) {
 	t.Run("delivery unavailable", func(t *testing.T) {
 		inv := newInvoker().on(http.MethodDelete, "delivery", "/api/deliveries?id=d1", 503, ``)

@@ -79,6 +79,14 @@ func (r *Rejection) Error() string {
 	return fmt.Sprintf("%s rejected the delivery: %s", r.Step, r.Reason)
 }
 
+// TooLate reports a cancel refused because the delivery already ended in a
+// way that cannot be taken back: the package was delivered.
+type TooLate struct {
+	Stage string
+}
+
+func (e *TooLate) Error() string { return "too late to cancel: the delivery is already " + e.Stage }
+
 // Permanent is a failure that retrying will not mend (a contract mismatch
 // between services, say). The transaction ends failed and is compensated.
 type Permanent struct {

@@ -113,7 +113,9 @@ type RequestStatus struct {
 	DeliveryID string `json:"deliveryId"`
 	Status     string `json:"status"`
 	Reason     string `json:"reason"`
-	Schedule   *struct {
+	// CancelRefused says why a cancel was not carried out.
+	CancelRefused string `json:"cancelRefused"`
+	Schedule      *struct {
 		DroneID          string     `json:"droneId"`
 		Carrier          string     `json:"carrier"`
 		CarrierBookingID string     `json:"carrierBookingId"`

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,7 +16,8 @@ import (
 )
 
 func TestDeliveryFliesToCompletion(t *testing.T) {
-	id, drone := schedule(t, request("47.600,-122.300", "47.660,-122.190", "FingerPrint"))
+	body := request("47.600,-122.300", "47.660,-122.190", "FingerPrint")
+	id, drone := schedule(t, body)
 
 	// While the drone carries the package, the time left to the drop-off
 	// shrinks as it approaches (measured from each report's own time).
@@ -86,6 +88,27 @@ func TestDeliveryFliesToCompletion(t *testing.T) {
 	checkSmoothFlight(t, reports)
 	if end := reports[len(reports)-1]; end.Status != messages.DroneLanded || geo.DistanceKm(end.Position, d.Base) > 0.01 {
 		t.Errorf("last report %s at %+v, want landed at base %+v", end.Status, end.Position, d.Base)
+	}
+
+	// A cancel after the drop-off is too late: accepted (the API is
+	// asynchronous), then refused with the reason, and nothing is undone.
+	if r := env.Do(t, "ingestion", http.MethodDelete, "/api/deliveryrequests/"+id, nil, nil); r.Status != http.StatusAccepted {
+		t.Fatalf("cancel answered %d %s", r.Status, r.Body)
+	}
+	var refused harness.RequestStatus
+	harness.Eventually(t, 30*time.Second, func() (bool, string) {
+		refused, _ = env.Status(t, id)
+		return refused.CancelRefused != "", "status " + refused.Status + ", cancel not refused yet"
+	})
+	if refused.Status != "Scheduled" || !strings.Contains(refused.CancelRefused, messages.StageCompleted) {
+		t.Errorf("after a cancel of the completed delivery: %s, %q; want Scheduled and the refusal", refused.Status, refused.CancelRefused)
+	}
+	if s := getStatus(t, id); s.Stage != messages.StageCompleted {
+		t.Errorf("delivery stage %s after the refused cancel, want Completed", s.Stage)
+	}
+	pkg := body["packageInfo"].(map[string]any)["packageId"].(string)
+	if r := env.Do(t, "package", http.MethodGet, "/api/packages/"+pkg, nil, nil); r.Status != http.StatusOK {
+		t.Errorf("package of the completed delivery answered %d after the refused cancel, want it kept", r.Status)
 	}
 }
 
