@@ -82,14 +82,21 @@ func run(ctx context.Context) error {
 		now:       time.Now,
 		newID:     func() string { return uuid.NewString() },
 		biz:       tel.Business(),
-		redrive: &redriver{
+		redrive: newRedriver(redriver{
 			log: log, cfg: cfg.Redrive,
-			// Entries live until the scheduler confirms them or they are
-			// given up; the TTL only bounds what a bug could leave behind.
-			pending:  sidecar.NewStore[pendingBucket](dc, messages.StateStore, cfg.RecordTTL),
+			// Batches live until the sweep has resolved them; the TTL only
+			// bounds what a bug could leave behind.
+			batches:  sidecar.NewStore[pendingBatch](dc, messages.StateStore, cfg.RecordTTL),
+			cursors:  sidecar.NewStore[cursor](dc, messages.StateStore, 0),
 			requests: requests, pub: pub, scheduler: sched, now: time.Now, biz: tel.Business(),
-		},
+		}),
 	}
+	// The flusher outlives the server's shutdown, so that requests still
+	// draining get their entries written; it stops when run returns.
+	flushCtx, stopFlush := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopFlush()
+	go a.redrive.run(flushCtx)
+
 	router := web.NewRouter(log, web.WithInstrumentation(tel))
 	// Off unless FAULT_INJECTION=on, which only test stacks set.
 	inj := faults.New(cfg.FaultInjection == "on")

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -42,7 +43,8 @@ func (l *lookup) Transactions(_ context.Context, ids []string) (map[string]trans
 
 type redriveFixture struct {
 	r        *redriver
-	pending  *sidecartest.Store[pendingBucket]
+	batches  *sidecartest.Store[pendingBatch]
+	cursors  *sidecartest.Store[cursor]
 	requests *sidecartest.Store[requestRecord]
 	pub      *sidecartest.Publisher
 	sched    *lookup
@@ -52,18 +54,20 @@ type redriveFixture struct {
 func newRedriveFixture(t *testing.T) *redriveFixture {
 	t.Helper()
 	f := &redriveFixture{
-		pending:  sidecartest.NewStore[pendingBucket](),
+		batches:  sidecartest.NewStore[pendingBatch](),
+		cursors:  sidecartest.NewStore[cursor](),
 		requests: sidecartest.NewStore[requestRecord](),
 		pub:      &sidecartest.Publisher{},
 		sched:    &lookup{tx: map[string]transactionView{}},
 		now:      t0,
 	}
-	f.r = &redriver{
+	f.r = newRedriver(redriver{
 		log:     slog.New(slog.DiscardHandler),
 		cfg:     redriveConfig{Settle: 2 * time.Second, After: time.Minute, Limit: 2, Batch: 1000},
-		pending: f.pending, requests: f.requests, pub: f.pub, scheduler: f.sched,
+		batches: f.batches, cursors: f.cursors, requests: f.requests, pub: f.pub, scheduler: f.sched,
 		now: func() time.Time { return f.now },
-	}
+	})
+	go f.r.run(t.Context())
 	return f
 }
 
@@ -88,9 +92,17 @@ func (f *redriveFixture) sweep(t *testing.T) redriveReport {
 
 func (f *redriveFixture) pendingCount(t *testing.T) int {
 	t.Helper()
+	return pendingEntries(t, f.batches, f.cursors)
+}
+
+// pendingEntries counts the entries in the batches from the tail to the head.
+func pendingEntries(t *testing.T, batches *sidecartest.Store[pendingBatch], cursors *sidecartest.Store[cursor]) int {
+	t.Helper()
+	head, _, _, _ := cursors.Get(t.Context(), headKey)
+	tail, _, _, _ := cursors.Get(t.Context(), tailKey)
 	n := 0
-	for i := range pendingBuckets {
-		b, _, _, err := f.pending.Get(t.Context(), bucketKey(i))
+	for i := tail.N; i < head.N; i++ {
+		b, _, _, err := batches.Get(t.Context(), batchKey(i))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -255,14 +267,16 @@ func TestRedriveAsksInBatches(t *testing.T) {
 func TestAcceptedMessagesAreTracked(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	pending := sidecartest.NewStore[pendingBucket]()
+	batches, cursors := sidecartest.NewStore[pendingBatch](), sidecartest.NewStore[cursor]()
 	log := slog.New(slog.DiscardHandler)
+	rd := newRedriver(redriver{log: log, batches: batches, cursors: cursors, requests: f.requests, pub: f.pub,
+		scheduler: &lookup{}, now: func() time.Time { return t0 }})
+	go rd.run(t.Context())
 	a := &api{
 		log: log, pub: f.pub, requests: f.requests, keys: f.keys, scheduler: f.sched,
 		places: geo.DefaultGazetteer(), now: func() time.Time { return t0 },
-		newID: func() string { return idN(f.ids.Add(1)) },
-		redrive: &redriver{log: log, pending: pending, requests: f.requests, pub: f.pub,
-			scheduler: &lookup{}, now: func() time.Time { return t0 }},
+		newID:   func() string { return idN(f.ids.Add(1)) },
+		redrive: rd,
 	}
 	router := web.NewRouter(log)
 	a.routes(router)
@@ -275,19 +289,23 @@ func TestAcceptedMessagesAreTracked(t *testing.T) {
 	if rec := f.send(t, http.MethodDelete, "/api/deliveryrequests/"+id, "", nil); rec.Code != http.StatusAccepted {
 		t.Fatalf("cancel answered %d", rec.Code)
 	}
-	b, _, _, err := pending.Get(t.Context(), bucketOf(id))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Each handler returned after its flush: both entries are stored.
+	head, _, _, _ := cursors.Get(t.Context(), headKey)
 	var kinds []string
-	for k, e := range b {
-		if e.DeliveryID != id || !e.AcceptedAt.Equal(t0) || k != pendingKey(e.Kind, id) {
-			t.Errorf("entry %s = %+v", k, e)
+	for i := int64(0); i < head.N; i++ {
+		b, _, _, err := batches.Get(t.Context(), batchKey(i))
+		if err != nil {
+			t.Fatal(err)
 		}
-		kinds = append(kinds, e.Kind)
+		for k, e := range b {
+			if e.DeliveryID != id || !e.AcceptedAt.Equal(t0) || k != pendingKey(e.Kind, id) {
+				t.Errorf("entry %s = %+v", k, e)
+			}
+			kinds = append(kinds, e.Kind)
+		}
 	}
-	if len(b) != 2 {
-		t.Errorf("pending entries %v, want a request and a cancel", kinds)
+	if !slices.Equal(kinds, []string{pendingRequest, pendingCancel}) {
+		t.Errorf("pending entries %v, want a request and then a cancel", kinds)
 	}
 
 	// The binding's route answers the sweep's report.
@@ -313,4 +331,68 @@ func TestRedriveTakesARefusedCancelAsDone(t *testing.T) {
 	if rep := f.sweep(t); rep.Confirmed != 1 || rep.Redriven != 0 {
 		t.Errorf("report %+v, want the refused cancel confirmed, not published again", rep)
 	}
+}
+
+// The tail moves past batches the sweep emptied, and their keys go; a batch
+// that was claimed but never written (its flush failed) holds the tail only
+// for gapAge.
+func TestRedriveTailMovesPastResolvedBatchesAndGaps(t *testing.T) {
+	t.Parallel()
+	f := newRedriveFixture(t)
+	f.accept(t, idN(1)) // batch 0
+	// A flush that claimed batch 1 and failed before writing it.
+	if _, err := f.cursors.Update(t.Context(), headKey, func(c *cursor, _ bool) (bool, error) { c.N++; return true, nil }); err != nil {
+		t.Fatal(err)
+	}
+	f.accept(t, idN(2)) // batch 2
+	f.sched.tx[idN(1)] = transactionView{DeliveryID: idN(1), Status: "Scheduled"}
+	f.sched.tx[idN(2)] = transactionView{DeliveryID: idN(2), Status: "Scheduled"}
+	tail := func() cursor {
+		c, _, _, _ := f.cursors.Get(t.Context(), tailKey)
+		return c
+	}
+
+	f.now = f.now.Add(3 * time.Second)
+	if rep := f.sweep(t); rep.Confirmed != 2 {
+		t.Fatalf("report %+v, want both confirmed", rep)
+	}
+	if c := tail(); c.N != 1 || c.GapSince == nil {
+		t.Fatalf("tail %+v, want at the missing batch 1 with the time it was found missing", c)
+	}
+	if _, _, found, _ := f.batches.Get(t.Context(), batchKey(0)); found {
+		t.Error("batch 0 kept after the tail passed it")
+	}
+
+	f.now = f.now.Add(gapAge / 2)
+	f.sweep(t)
+	if c := tail(); c.N != 1 {
+		t.Fatalf("tail %+v moved past the gap before gapAge", c)
+	}
+	f.now = f.now.Add(gapAge)
+	f.sweep(t)
+	if c := tail(); c.N != 3 || c.GapSince != nil {
+		t.Fatalf("tail %+v, want past the gap and the emptied batch 2", c)
+	}
+	if n := f.pendingCount(t); n != 0 {
+		t.Errorf("%d pending", n)
+	}
+}
+
+func TestConcurrentAcceptsAreAllTracked(t *testing.T) {
+	t.Parallel()
+	f := newRedriveFixture(t)
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f.r.track(t.Context(), pendingRequest, idN(int64(i+1)), f.now)
+		}()
+	}
+	wg.Wait()
+	if n := f.pendingCount(t); n != 200 {
+		t.Errorf("%d tracked, want 200", n)
+	}
+	head, _, _, _ := f.cursors.Get(t.Context(), headKey)
+	t.Logf("200 concurrent accepts took %d flushes", head.N)
 }
