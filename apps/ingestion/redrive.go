@@ -88,9 +88,13 @@ const (
 	maxFlush = 500
 	// gapAge is how long a claimed batch may stay missing before the sweep
 	// takes its flush for failed; flushes take milliseconds.
-	gapAge  = 30 * time.Second
-	headKey = "redrive:head"
-	tailKey = "redrive:tail"
+	gapAge = 30 * time.Second
+	// flushTimeout bounds one flush, so a hung sidecar fails the requests
+	// waiting on it (they are answered 202 all the same) instead of holding
+	// them.
+	flushTimeout = 5 * time.Second
+	headKey      = "redrive:head"
+	tailKey      = "redrive:tail"
 )
 
 // redriver tracks accepted messages in append-only batches: each flush
@@ -172,7 +176,9 @@ func (r *redriver) run(ctx context.Context) {
 				break drain
 			}
 		}
-		err := r.flush(ctx, reqs)
+		fctx, cancel := context.WithTimeout(ctx, flushTimeout)
+		err := r.flush(fctx, reqs)
+		cancel()
 		for _, q := range reqs {
 			q.done <- err
 		}
