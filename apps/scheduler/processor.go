@@ -60,7 +60,7 @@ func (e *errRetry) Error() string { return e.reason }
 
 // Requested runs (or resumes) the transaction of a delivery request.
 func (p *processor) Requested(ctx context.Context, req messages.DeliveryRequested) error {
-	tx, etag, err := p.load(ctx, req.DeliveryID, func(t *Transaction) {
+	tx, etag, _, err := p.load(ctx, req.DeliveryID, func(t *Transaction) {
 		t.Request, t.HasRequest = req, true
 	})
 	if err != nil {
@@ -74,12 +74,13 @@ func (p *processor) Requested(ctx context.Context, req messages.DeliveryRequeste
 }
 
 // load returns the transaction of id, creating it (InProgress, initialised by
-// init) when there is none.
-func (p *processor) load(ctx context.Context, id string, init func(*Transaction)) (Transaction, string, error) {
+// init) when there is none; created says this call created it.
+func (p *processor) load(ctx context.Context, id string, init func(*Transaction)) (tx Transaction, etag string, created bool, err error) {
 	for range 10 {
-		tx, etag, found, err := p.store.Get(ctx, txKey(id))
+		var found bool
+		tx, etag, found, err = p.store.Get(ctx, txKey(id))
 		if err != nil || found {
-			return tx, etag, err
+			return tx, etag, false, err
 		}
 		now := p.now().UTC()
 		tx = Transaction{DeliveryID: id, Status: StatusInProgress, CreatedAt: now, UpdatedAt: now}
@@ -92,13 +93,14 @@ func (p *processor) load(ctx context.Context, id string, init func(*Transaction)
 		}
 		err = p.store.Create(ctx, txKey(id), tx)
 		if err == nil {
-			return p.reload(ctx, id)
+			tx, etag, err = p.reload(ctx, id)
+			return tx, etag, true, err
 		}
 		if !errors.Is(err, sidecar.ErrConflict) {
-			return tx, "", err
+			return tx, "", false, err
 		}
 	}
-	return Transaction{}, "", &errRetry{"transaction record keeps changing"}
+	return Transaction{}, "", false, &errRetry{"transaction record keeps changing"}
 }
 
 func (p *processor) reload(ctx context.Context, id string) (Transaction, string, error) {
@@ -334,12 +336,17 @@ func (p *processor) refuseCancel(ctx context.Context, tx Transaction, etag strin
 // arrived, while its transaction runs, or after it was scheduled.
 func (p *processor) Canceled(ctx context.Context, c messages.DeliveryCanceled) error {
 	for range 20 {
-		tx, etag, err := p.load(ctx, c.DeliveryID, func(t *Transaction) {
+		tx, etag, created, err := p.load(ctx, c.DeliveryID, func(t *Transaction) {
 			// The request has not arrived yet: it will find this and stop.
 			t.Status, t.CancelRequested, t.Reason = StatusCanceled, true, "canceled before it was processed"
 		})
 		if err != nil {
 			return err
+		}
+		if created {
+			p.log.InfoContext(ctx, "delivery canceled before its request arrived", "deliveryId", c.DeliveryID)
+			p.biz.Canceled(ctx)
+			return nil
 		}
 		switch tx.Status {
 		case StatusCanceled, StatusRejected, StatusFailed:

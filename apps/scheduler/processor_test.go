@@ -3,12 +3,16 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fabrikam/dronedelivery/internal/messages"
+	"github.com/fabrikam/dronedelivery/internal/telemetry"
+	"github.com/fabrikam/dronedelivery/internal/telemetry/telemetrytest"
 	"github.com/fabrikam/dronedelivery/internal/workflow"
 )
 
@@ -427,6 +431,11 @@ func TestRequestedDroneFreedDuringWait(t *testing.T) {
 
 func TestCanceledBeforeRequest(t *testing.T) {
 	f := newFixture(t)
+	tel, err := telemetry.New(t.Context(), "scheduler")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.proc.biz = tel.Business()
 	if err := f.proc.Canceled(t.Context(), cancelOf("d1")); err != nil {
 		t.Fatalf("Canceled: %v", err)
 	}
@@ -450,6 +459,16 @@ func TestCanceledBeforeRequest(t *testing.T) {
 	// Canceling again is acknowledged.
 	if err := f.proc.Canceled(t.Context(), cancelOf("d1")); err != nil {
 		t.Fatal(err)
+	}
+	// Counted once, like any other cancel.
+	rec := httptest.NewRecorder()
+	tel.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	m, err := telemetrytest.Parse(rec.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := m.Value("deliveries_canceled_total", nil); n != 1 {
+		t.Errorf("deliveries_canceled_total = %v, want 1", n)
 	}
 }
 
