@@ -56,9 +56,10 @@ func (a *api) routes(r *mux.Router) {
 	r.Handle("/api/compensations", a.handleListCompensations()).Methods(http.MethodGet)
 	r.Handle("/api/compensations/{id}", a.handleGetCompensation()).Methods(http.MethodGet)
 	r.Handle("/api/deadletters", a.handleListDeadLetters()).Methods(http.MethodGet)
+	// Dead letters are named by their CloudEvent id in the query: a
+	// delivery event's id holds slashes ("{deliveryId}/{seq}/{stage}").
+	r.Handle("/api/deadletters/replay", a.handleReplay()).Methods(http.MethodPost).Queries("id", "{id}")
 	r.Handle("/api/deadletters/replay", a.handleReplayTopic()).Methods(http.MethodPost)
-	r.Handle("/api/deadletters/{id}", a.handleGetDeadLetter()).Methods(http.MethodGet)
-	r.Handle("/api/deadletters/{id}/replay", a.handleReplay()).Methods(http.MethodPost)
 }
 
 func (a *api) onFailed(ctx context.Context, e sidecar.Event) error {
@@ -229,15 +230,21 @@ func (a *api) handleGetCompensation() http.Handler {
 	})
 }
 
+// handleListDeadLetters lists the dead letters, newest first, or with ?id=
+// the one of that id (none when unknown).
 func (a *api) handleListDeadLetters() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ix, _, _, err := a.sup.index.Get(r.Context(), deadLettersIndex)
-		if err != nil {
-			a.storeFailed(w, r, err)
-			return
+		ids, isQuery := r.URL.Query()["id"]
+		if !isQuery {
+			ix, _, _, err := a.sup.index.Get(r.Context(), deadLettersIndex)
+			if err != nil {
+				a.storeFailed(w, r, err)
+				return
+			}
+			ids = newestFirst(ix)
 		}
 		out := []deadLetter{}
-		for _, id := range newestFirst(ix) {
+		for _, id := range ids {
 			d, _, found, err := a.dead.Get(r.Context(), deadLetterKey(id))
 			if err != nil {
 				a.storeFailed(w, r, err)

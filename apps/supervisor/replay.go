@@ -62,21 +62,6 @@ func (a *api) replay(ctx context.Context, d deadLetter) (deadLetter, error) {
 	return updated, nil
 }
 
-func (a *api) handleGetDeadLetter() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := mux.Vars(r)["id"]
-		d, _, found, err := a.dead.Get(r.Context(), deadLetterKey(id))
-		switch {
-		case err != nil:
-			a.storeFailed(w, r, err)
-		case !found:
-			web.WriteProblem(w, r, web.NotFound("no dead letter "+id))
-		default:
-			web.WriteJSON(w, http.StatusOK, d)
-		}
-	})
-}
-
 // handleReplay sends one dead letter back to its topic, whoever parked it:
 // the operator decides that the cause is gone.
 func (a *api) handleReplay() http.Handler {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"testing"
 	"time"
@@ -66,9 +67,11 @@ func (f *replayFixture) post(t *testing.T, path string) *httptest.ResponseRecord
 func TestReplayOneDeadLetter(t *testing.T) {
 	t.Parallel()
 	f := newReplayFixture(t)
-	f.park(t, "e1", messages.TopicDeliveryEvents, "sidecar", `{"deliveryId":"d1","stage":"PickedUp"}`, time.Minute)
+	// A delivery event's id, slashes and all.
+	const id = "d1/2/HeadedToDropoff"
+	f.park(t, id, messages.TopicDeliveryEvents, "sidecar", `{"deliveryId":"d1","stage":"PickedUp"}`, time.Minute)
 
-	rec := f.post(t, "/api/deadletters/e1/replay")
+	rec := f.post(t, "/api/deadletters/replay?id="+url.QueryEscape(id))
 	if rec.Code != http.StatusAccepted {
 		t.Fatalf("replay answered %d %s", rec.Code, rec.Body)
 	}
@@ -81,12 +84,17 @@ func TestReplayOneDeadLetter(t *testing.T) {
 	if m.Topic != messages.TopicDeliveryEvents || m.Type != "com.fabrikam.test.v1" || m.Key != "d1" || string(data) != `{"deliveryId":"d1","stage":"PickedUp"}` {
 		t.Errorf("published %+v (data %s), want the original message on its topic, keyed by its delivery", m, data)
 	}
-	d, _, _, _ := f.dead.Get(t.Context(), deadLetterKey("e1"))
-	if d.Replays != 1 || d.LastReplayAt == nil || !d.LastReplayAt.Equal(t0) {
+	var list struct{ DeadLetters []deadLetter }
+	rec = httptest.NewRecorder()
+	f.handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/deadletters?id="+url.QueryEscape(id), nil))
+	if err := json.Unmarshal(rec.Body.Bytes(), &list); err != nil || len(list.DeadLetters) != 1 {
+		t.Fatalf("GET ?id= answered %d %s", rec.Code, rec.Body)
+	}
+	if d := list.DeadLetters[0]; d.ID != id || d.Replays != 1 || d.LastReplayAt == nil || !d.LastReplayAt.Equal(t0) {
 		t.Errorf("record %+v, want one replay at %s", d, t0)
 	}
 
-	if rec := f.post(t, "/api/deadletters/nope/replay"); rec.Code != http.StatusNotFound {
+	if rec := f.post(t, "/api/deadletters/replay?id=nope"); rec.Code != http.StatusNotFound {
 		t.Errorf("unknown dead letter answered %d", rec.Code)
 	}
 }
@@ -97,7 +105,7 @@ func TestReplayRefusesWhatCannotBeSentAgain(t *testing.T) {
 	f.park(t, "no-data", messages.TopicDeliveryEvents, "sidecar", "", time.Minute)
 	f.park(t, "no-topic", "", "scheduler", `{}`, time.Minute)
 	for _, id := range []string{"no-data", "no-topic"} {
-		rec := f.post(t, "/api/deadletters/"+id+"/replay")
+		rec := f.post(t, "/api/deadletters/replay?id="+id)
 		var p web.Problem
 		if rec.Code != http.StatusConflict || json.Unmarshal(rec.Body.Bytes(), &p) != nil || p.Code != codeNotReplayable {
 			t.Errorf("%s: answered %d %s, want 409 %s", id, rec.Code, rec.Body, codeNotReplayable)
@@ -115,7 +123,7 @@ func TestReplayTopicSendsBackWhatTheSidecarSetAside(t *testing.T) {
 	f.park(t, "b", messages.TopicDeliveryEvents, "sidecar", `{"deliveryId":"d2"}`, 2*time.Minute)
 	f.park(t, "poison", messages.TopicDeliveryEvents, "deliveryhistory", `{"deliveryId":"d3"}`, time.Minute)
 	f.park(t, "other", messages.TopicDroneStatus, "sidecar", `{"droneId":"x"}`, time.Minute)
-	if rec := f.post(t, "/api/deadletters/a/replay"); rec.Code != http.StatusAccepted {
+	if rec := f.post(t, "/api/deadletters/replay?id=a"); rec.Code != http.StatusAccepted {
 		t.Fatalf("replay a: %d", rec.Code)
 	}
 

@@ -15,7 +15,17 @@ import (
 // app could: this is how a poison message gets onto the topic.
 func publish(t *testing.T, topic, eventType string, data []byte) {
 	t.Helper()
+	publishWithID(t, topic, eventType, "", data)
+}
+
+// publishWithID is publish with the CloudEvent id chosen, as the delivery
+// service chooses its events' ids.
+func publishWithID(t *testing.T, topic, eventType, id string, data []byte) {
+	t.Helper()
 	q := url.Values{"metadata.cloudevent.type": {eventType}}
+	if id != "" {
+		q.Set("metadata.cloudevent.id", id)
+	}
 	u := env.Stack.App("ingestion").DaprURL() + "/v1.0/publish/pubsub/" + topic + "?" + q.Encode()
 	resp, err := http.Post(u, "application/json", bytes.NewReader(data))
 	if err != nil {

@@ -3,6 +3,7 @@ package failures
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"slices"
 	"testing"
 	"time"
@@ -27,7 +28,9 @@ func TestHistoryOutageIsReplayedFromDeadLetters(t *testing.T) {
 		t.Fatal(err)
 	}
 	began := time.Now()
-	publish(t, messages.TopicDeliveryEvents, messages.DeliveryEventType(messages.StageCreated), data)
+	// With the id the delivery service would give it, slashes and all.
+	publishWithID(t, messages.TopicDeliveryEvents, messages.DeliveryEventType(messages.StageCreated),
+		messages.DeliveryEventID(id, 1, messages.StageCreated), data)
 
 	type dead struct {
 		ID       string          `json:"id"`
@@ -56,7 +59,7 @@ func TestHistoryOutageIsReplayedFromDeadLetters(t *testing.T) {
 		return false, "event not set aside yet"
 	})
 	setAside := time.Since(began)
-	if parked.Topic != messages.TopicDeliveryEvents || parked.ParkedBy != "sidecar" || parked.ID == "" {
+	if parked.Topic != messages.TopicDeliveryEvents || parked.ParkedBy != "sidecar" || parked.ID != messages.DeliveryEventID(id, 1, messages.StageCreated) {
 		t.Fatalf("dead letter %+v: want the original topic, set aside by the sidecar", parked)
 	}
 	if r := env.Do(t, "deliveryhistory", http.MethodGet, "/api/deliveries/"+id+"/history", nil, nil); r.Status != http.StatusNotFound {
@@ -92,10 +95,12 @@ func TestHistoryOutageIsReplayedFromDeadLetters(t *testing.T) {
 	t.Logf("history down: event set aside after %s, recorded %s after the replay",
 		setAside.Round(100*time.Millisecond), time.Since(replayedAt).Round(time.Millisecond))
 
-	var after dead
-	env.Do(t, "supervisor", http.MethodGet, "/api/deadletters/"+parked.ID, nil, nil).JSON(t, &after)
-	if after.Replays != 1 {
-		t.Errorf("dead letter shows %d replays, want 1", after.Replays)
+	var after struct {
+		DeadLetters []dead `json:"deadLetters"`
+	}
+	env.Do(t, "supervisor", http.MethodGet, "/api/deadletters?id="+url.QueryEscape(parked.ID), nil, nil).JSON(t, &after)
+	if len(after.DeadLetters) != 1 || after.DeadLetters[0].Replays != 1 {
+		t.Errorf("dead letter %s shows %+v, want 1 replay", parked.ID, after.DeadLetters)
 	}
 	// A second replay of the topic leaves what was replayed alone.
 	r = env.Do(t, "supervisor", http.MethodPost, "/api/deadletters/replay?topic="+messages.TopicDeliveryEvents, nil, nil)
