@@ -59,6 +59,15 @@ type transactionView struct {
 	// CancelRefused when it came too late.
 	CancelRequested bool   `json:"cancelRequested,omitempty"`
 	CancelRefused   string `json:"cancelRefused,omitempty"`
+	// LastReschedule is the newest reschedule the scheduler handled.
+	LastReschedule *rescheduleOutcome `json:"lastReschedule,omitempty"`
+}
+
+// rescheduleOutcome is what became of a reschedule: applied, or refused
+// with the reason.
+type rescheduleOutcome struct {
+	RequestedAt time.Time `json:"requestedAt"`
+	Refused     string    `json:"refused,omitempty"`
 }
 
 // scheduler answers what became of a delivery request.
@@ -173,7 +182,7 @@ func (a *api) handleCreate() http.Handler {
 			// status resource falls back to the scheduler's record.
 			a.log.WarnContext(ctx, "request accepted but its record was not saved", "deliveryId", msg.DeliveryID, "err", err)
 		}
-		a.redrive.track(ctx, pendingRequest, msg.DeliveryID, now)
+		a.redrive.track(ctx, pendingEntry{Kind: pendingRequest, DeliveryID: msg.DeliveryID, AcceptedAt: now})
 		if idem != nil {
 			idem.Published = true
 			if err := a.keys.Replace(ctx, idemKey(key), *idem, idemETag); err != nil {
@@ -263,12 +272,15 @@ type statusResponse struct {
 	// Compensation tells how the undoing of a failed request went.
 	Compensation string `json:"compensation,omitempty"`
 	// CancelRefused says why a cancel was not carried out.
-	CancelRefused string                      `json:"cancelRefused,omitempty"`
-	AcceptedAt    *time.Time                  `json:"acceptedAt,omitempty"`
-	UpdatedAt     *time.Time                  `json:"updatedAt,omitempty"`
-	Schedule      json.RawMessage             `json:"schedule,omitempty"`
-	Request       *messages.DeliveryRequested `json:"request,omitempty"`
-	Links         map[string]string           `json:"links"`
+	CancelRefused string `json:"cancelRefused,omitempty"`
+	// LastReschedule is the newest reschedule handled, and whether it was
+	// refused.
+	LastReschedule *rescheduleOutcome          `json:"lastReschedule,omitempty"`
+	AcceptedAt     *time.Time                  `json:"acceptedAt,omitempty"`
+	UpdatedAt      *time.Time                  `json:"updatedAt,omitempty"`
+	Schedule       json.RawMessage             `json:"schedule,omitempty"`
+	Request        *messages.DeliveryRequested `json:"request,omitempty"`
+	Links          map[string]string           `json:"links"`
 }
 
 func (a *api) handleGet() http.Handler {
@@ -304,7 +316,7 @@ func (a *api) handleGet() http.Handler {
 		}
 		if txFound {
 			resp.Status, resp.Reason, resp.Schedule = tx.Status, tx.Reason, tx.Schedule
-			resp.Compensation, resp.CancelRefused = tx.Compensation, tx.CancelRefused
+			resp.Compensation, resp.CancelRefused, resp.LastReschedule = tx.Compensation, tx.CancelRefused, tx.LastReschedule
 			resp.UpdatedAt = &tx.UpdatedAt
 		} else if txErr != nil {
 			// Accepted is still true; say so rather than fail the read.
@@ -346,6 +358,7 @@ func (a *api) handleReschedule() http.Handler {
 			a.unavailable(w, r, "publish reschedule", err)
 			return
 		}
+		a.redrive.track(ctx, pendingEntry{Kind: pendingReschedule, DeliveryID: id, AcceptedAt: msg.RequestedAt, Reschedule: &msg})
 		w.Header().Set("Location", "/api/deliveryrequests/"+id)
 		web.WriteJSON(w, http.StatusAccepted, msg)
 	})
@@ -363,7 +376,7 @@ func (a *api) handleCancel() http.Handler {
 			a.unavailable(w, r, "publish cancel", err)
 			return
 		}
-		a.redrive.track(ctx, pendingCancel, id, msg.RequestedAt)
+		a.redrive.track(ctx, pendingEntry{Kind: pendingCancel, DeliveryID: id, AcceptedAt: msg.RequestedAt})
 		w.Header().Set("Location", "/api/deliveryrequests/"+id)
 		web.WriteJSON(w, http.StatusAccepted, msg)
 	})

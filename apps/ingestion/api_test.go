@@ -771,6 +771,8 @@ func TestGetStatus(t *testing.T) {
 			nil, nil, http.StatusOK, "Failed", "no drone available", ""},
 		{"cancel came too late", true, &transactionView{Status: "Scheduled", CancelRefused: "too late to cancel: the delivery is already Completed", UpdatedAt: updated},
 			nil, nil, http.StatusOK, "Scheduled", "", ""},
+		{"reschedule refused", true, &transactionView{Status: "Scheduled", LastReschedule: &rescheduleOutcome{RequestedAt: updated, Refused: "the drone has taken off"}, UpdatedAt: updated},
+			nil, nil, http.StatusOK, "Scheduled", "", ""},
 		{"only the scheduler knows", false, &transactionView{Status: "Completed", UpdatedAt: updated},
 			nil, nil, http.StatusOK, "Completed", "", ""},
 		{"scheduler down, no record", false, nil, errDown, nil, http.StatusServiceUnavailable, "", "", ""},
@@ -807,6 +809,9 @@ func TestGetStatus(t *testing.T) {
 			got := decode[statusResponse](t, rec)
 			if tt.tx != nil && got.CancelRefused != tt.tx.CancelRefused {
 				t.Errorf("got cancelRefused %q, want %q", got.CancelRefused, tt.tx.CancelRefused)
+			}
+			if tt.tx != nil && !sameJSON(t, got.LastReschedule, tt.tx.LastReschedule) {
+				t.Errorf("got lastReschedule %+v, want %+v", got.LastReschedule, tt.tx.LastReschedule)
 			}
 			if got.DeliveryID != id || got.Status != tt.wantStatus || got.Reason != tt.wantReason || string(got.Schedule) != tt.wantSched {
 				t.Errorf("got id %q status %q reason %q schedule %s, want %q %q %q %s",

@@ -26,8 +26,9 @@ import (
 
 // What a pending entry waits for.
 const (
-	pendingRequest = "request"
-	pendingCancel  = "cancel"
+	pendingRequest    = "request"
+	pendingCancel     = "cancel"
+	pendingReschedule = "reschedule"
 )
 
 // pendingEntry is one accepted message whose effect the scheduler has not
@@ -38,6 +39,9 @@ type pendingEntry struct {
 	AcceptedAt  time.Time  `json:"acceptedAt"`
 	Redriven    int        `json:"redriven,omitempty"`
 	LastRedrive *time.Time `json:"lastRedrive,omitempty"`
+	// Reschedule is the accepted change, to publish again; a request is
+	// read back from its record instead.
+	Reschedule *messages.DeliveryRescheduled `json:"reschedule,omitempty"`
 }
 
 // pendingBatch is the entries one flush wrote, keyed by pendingKey.
@@ -134,11 +138,13 @@ func batchKey(n int64) string { return fmt.Sprintf("redrive:batch:%d", n) }
 // returning once it is stored. A nil *redriver tracks nothing. A failure is
 // logged, not returned: the message is already with the broker and the
 // client is owed its 202.
-func (r *redriver) track(ctx context.Context, kind, id string, at time.Time) {
+func (r *redriver) track(ctx context.Context, e pendingEntry) {
 	if r == nil {
 		return
 	}
-	req := trackRequest{entry: pendingEntry{Kind: kind, DeliveryID: id, AcceptedAt: at.UTC()}, done: make(chan error, 1)}
+	e.AcceptedAt = e.AcceptedAt.UTC()
+	kind, id := e.Kind, e.DeliveryID
+	req := trackRequest{entry: e, done: make(chan error, 1)}
 	var err error
 	select {
 	case r.queue <- req:
@@ -269,7 +275,7 @@ func (r *redriver) sweep(ctx context.Context) (redriveReport, error) {
 		for _, h := range chunk {
 			e := h.entry
 			k := pendingKey(e.Kind, e.DeliveryID)
-			if tx, ok := known[e.DeliveryID]; ok && confirms(e.Kind, tx) {
+			if tx, ok := known[e.DeliveryID]; ok && confirms(e, tx) {
 				drop[k] = true
 				left[h.batch]--
 				rep.Confirmed++
@@ -376,15 +382,23 @@ func equalTimes(a, b *time.Time) bool {
 // lists), and publishing the request again resumes it. For a cancel it is
 // the cancel having arrived (or been refused), or an end that a cancel cannot
 // change.
-func confirms(kind string, tx transactionView) bool {
-	if kind != pendingCancel {
+//
+// For a reschedule it is the scheduler having handled that one or a newer
+// one (applied or refused), or an end that a reschedule cannot change.
+func confirms(e pendingEntry, tx transactionView) bool {
+	switch e.Kind {
+	case pendingCancel, pendingReschedule:
+		switch tx.Status {
+		case "Canceled", "Rejected", "Failed":
+			return true
+		}
+		if e.Kind == pendingReschedule {
+			return tx.LastReschedule != nil && !tx.LastReschedule.RequestedAt.Before(e.AcceptedAt)
+		}
+		return tx.CancelRequested || tx.CancelRefused != ""
+	default:
 		return tx.Status != "" && tx.Status != "InProgress"
 	}
-	switch tx.Status {
-	case "Canceled", "Rejected", "Failed":
-		return true
-	}
-	return tx.CancelRequested || tx.CancelRefused != ""
 }
 
 func overdue(e pendingEntry, now time.Time, after time.Duration) bool {
@@ -402,6 +416,11 @@ func (r *redriver) republish(ctx context.Context, e pendingEntry) error {
 	case pendingCancel:
 		msg := messages.DeliveryCanceled{DeliveryID: e.DeliveryID, RequestedAt: e.AcceptedAt}
 		return r.pub.Publish(ctx, messages.TopicDeliveryRequests, messages.TypeDeliveryCanceled, e.DeliveryID, msg)
+	case pendingReschedule:
+		if e.Reschedule == nil {
+			return errNoRecord
+		}
+		return r.pub.Publish(ctx, messages.TopicDeliveryRequests, messages.TypeDeliveryRescheduled, e.DeliveryID, *e.Reschedule)
 	default:
 		rec, _, found, err := r.requests.Get(ctx, recordKey(e.DeliveryID))
 		if err != nil {

@@ -78,7 +78,7 @@ func (f *redriveFixture) accept(t *testing.T, id string) {
 	if err := f.requests.Create(t.Context(), recordKey(id), requestRecord{DeliveryID: id, AcceptedAt: f.now, Request: msg}); err != nil {
 		t.Fatal(err)
 	}
-	f.r.track(t.Context(), pendingRequest, id, f.now)
+	f.r.track(t.Context(), pendingEntry{Kind: pendingRequest, DeliveryID: id, AcceptedAt: f.now})
 }
 
 func (f *redriveFixture) sweep(t *testing.T) redriveReport {
@@ -204,7 +204,7 @@ func TestRedriveCancelUntilTheSchedulerShowsIt(t *testing.T) {
 	t.Parallel()
 	f := newRedriveFixture(t)
 	id := idN(1)
-	f.r.track(t.Context(), pendingCancel, id, f.now)
+	f.r.track(t.Context(), pendingEntry{Kind: pendingCancel, DeliveryID: id, AcceptedAt: f.now})
 	// A transaction that exists but has not seen the cancel does not confirm it.
 	f.sched.tx[id] = transactionView{DeliveryID: id, Status: "Scheduled"}
 	f.now = f.now.Add(time.Minute)
@@ -245,7 +245,7 @@ func TestRedriveAsksInBatches(t *testing.T) {
 	t.Parallel()
 	f := newRedriveFixture(t)
 	for i := range 250 {
-		f.r.track(t.Context(), pendingRequest, idN(int64(i+1)), f.now)
+		f.r.track(t.Context(), pendingEntry{Kind: pendingRequest, DeliveryID: idN(int64(i + 1)), AcceptedAt: f.now})
 		f.sched.tx[idN(int64(i+1))] = transactionView{DeliveryID: idN(int64(i + 1)), Status: "Scheduled"}
 	}
 	f.now = f.now.Add(3 * time.Second)
@@ -286,6 +286,9 @@ func TestAcceptedMessagesAreTracked(t *testing.T) {
 	if rec := f.post(t, `{"ownerId":""}`); rec.Code != http.StatusBadRequest {
 		t.Fatalf("invalid request answered %d", rec.Code)
 	}
+	if rec := f.send(t, http.MethodPatch, "/api/deliveryrequests/"+id, `{"pickupTime":"`+t0.Add(2*time.Hour).Format(time.RFC3339)+`"}`, nil); rec.Code != http.StatusAccepted {
+		t.Fatalf("reschedule answered %d %s", rec.Code, rec.Body)
+	}
 	if rec := f.send(t, http.MethodDelete, "/api/deliveryrequests/"+id, "", nil); rec.Code != http.StatusAccepted {
 		t.Fatalf("cancel answered %d", rec.Code)
 	}
@@ -304,8 +307,8 @@ func TestAcceptedMessagesAreTracked(t *testing.T) {
 			kinds = append(kinds, e.Kind)
 		}
 	}
-	if !slices.Equal(kinds, []string{pendingRequest, pendingCancel}) {
-		t.Errorf("pending entries %v, want a request and then a cancel", kinds)
+	if !slices.Equal(kinds, []string{pendingRequest, pendingReschedule, pendingCancel}) {
+		t.Errorf("pending entries %v, want a request, a reschedule and a cancel", kinds)
 	}
 
 	// The binding's route answers the sweep's report.
@@ -325,7 +328,7 @@ func TestRedriveTakesARefusedCancelAsDone(t *testing.T) {
 	t.Parallel()
 	f := newRedriveFixture(t)
 	id := idN(1)
-	f.r.track(t.Context(), pendingCancel, id, f.now)
+	f.r.track(t.Context(), pendingEntry{Kind: pendingCancel, DeliveryID: id, AcceptedAt: f.now})
 	f.sched.tx[id] = transactionView{DeliveryID: id, Status: "Scheduled", CancelRefused: "too late to cancel: the delivery is already Completed"}
 	f.now = f.now.Add(time.Minute)
 	if rep := f.sweep(t); rep.Confirmed != 1 || rep.Redriven != 0 {
@@ -386,7 +389,7 @@ func TestConcurrentAcceptsAreAllTracked(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			f.r.track(t.Context(), pendingRequest, idN(int64(i+1)), f.now)
+			f.r.track(t.Context(), pendingEntry{Kind: pendingRequest, DeliveryID: idN(int64(i + 1)), AcceptedAt: f.now})
 		}()
 	}
 	wg.Wait()
@@ -395,4 +398,35 @@ func TestConcurrentAcceptsAreAllTracked(t *testing.T) {
 	}
 	head, _, _, _ := f.cursors.Get(t.Context(), headKey)
 	t.Logf("200 concurrent accepts took %d flushes", head.N)
+}
+
+// A reschedule is published again, the same change, until the scheduler has
+// handled it or a newer one; a refusal counts as handled.
+func TestRedriveReschedule(t *testing.T) {
+	t.Parallel()
+	f := newRedriveFixture(t)
+	id := idN(1)
+	pickup := t0.Add(3 * time.Hour)
+	change := messages.DeliveryRescheduled{DeliveryID: id, PickupTime: &pickup, RequestedAt: f.now}
+	f.r.track(t.Context(), pendingEntry{Kind: pendingReschedule, DeliveryID: id, AcceptedAt: f.now, Reschedule: &change})
+
+	// The scheduler handled an older reschedule only.
+	f.sched.tx[id] = transactionView{DeliveryID: id, Status: "Scheduled", LastReschedule: &rescheduleOutcome{RequestedAt: t0.Add(-time.Minute)}}
+	f.now = f.now.Add(time.Minute)
+	if rep := f.sweep(t); rep.Redriven != 1 {
+		t.Fatalf("report %+v, want the reschedule published again", rep)
+	}
+	msgs := f.pub.Messages()
+	if len(msgs) != 1 || msgs[0].Type != messages.TypeDeliveryRescheduled {
+		t.Fatalf("published %+v, want the reschedule", msgs)
+	}
+	if got, ok := msgs[0].Data.(messages.DeliveryRescheduled); !ok || !got.RequestedAt.Equal(t0) || got.PickupTime == nil || !got.PickupTime.Equal(pickup) {
+		t.Errorf("published %+v, want the same change, requested at %s", msgs[0].Data, t0)
+	}
+
+	// Refused, at the same request time: handled.
+	f.sched.tx[id] = transactionView{DeliveryID: id, Status: "Scheduled", LastReschedule: &rescheduleOutcome{RequestedAt: t0, Refused: "in flight"}}
+	if rep := f.sweep(t); rep.Confirmed != 1 || f.pendingCount(t) != 0 {
+		t.Errorf("report %+v, want the refused reschedule taken as handled", rep)
+	}
 }

@@ -95,10 +95,13 @@ type transactionBody struct {
 	FailedStep string `json:"failedStep,omitempty"`
 	// CancelRequested tells ingestion's redrive that a cancel arrived, and
 	// CancelRefused that it came too late.
-	CancelRequested bool      `json:"cancelRequested,omitempty"`
-	CancelRefused   string    `json:"cancelRefused,omitempty"`
-	Attempts        int       `json:"attempts,omitempty"`
-	Schedule        *Schedule `json:"schedule,omitempty"`
+	CancelRequested bool   `json:"cancelRequested,omitempty"`
+	CancelRefused   string `json:"cancelRefused,omitempty"`
+	// LastReschedule tells the redrive which reschedule was handled last,
+	// and the client whether it was refused.
+	LastReschedule *RescheduleOutcome `json:"lastReschedule,omitempty"`
+	Attempts       int                `json:"attempts,omitempty"`
+	Schedule       *Schedule          `json:"schedule,omitempty"`
 	// Request is what was asked, for the supervisor's sweep.
 	Request *messages.DeliveryRequested `json:"request,omitempty"`
 	// Compensation is the supervisor's undoing of a failed transaction.
@@ -111,7 +114,7 @@ type transactionBody struct {
 func view(tx Transaction) transactionBody {
 	b := transactionBody{
 		DeliveryID: tx.DeliveryID, Status: tx.Status, Reason: tx.Reason, Step: tx.Progress.Next.String(),
-		FailedStep: tx.FailedStep, CancelRequested: tx.CancelRequested, CancelRefused: tx.CancelRefused, Attempts: tx.Attempts, Schedule: tx.schedule(),
+		FailedStep: tx.FailedStep, CancelRequested: tx.CancelRequested, CancelRefused: tx.CancelRefused, LastReschedule: tx.LastReschedule, Attempts: tx.Attempts, Schedule: tx.schedule(),
 		Compensation: tx.Compensation, CompensatedAt: tx.CompensatedAt,
 		CreatedAt: tx.CreatedAt, UpdatedAt: tx.UpdatedAt,
 	}

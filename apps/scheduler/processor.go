@@ -385,6 +385,11 @@ func (p *processor) Rescheduled(ctx context.Context, r messages.DeliveryReschedu
 	case tx.Status != StatusScheduled:
 		p.log.InfoContext(ctx, "reschedule ignored", "deliveryId", r.DeliveryID, "status", tx.Status)
 		return nil
+	case tx.LastReschedule != nil && !r.RequestedAt.After(tx.LastReschedule.RequestedAt):
+		// Handled already, or older than one that was: a late copy must
+		// not undo a newer change.
+		p.log.InfoContext(ctx, "reschedule already handled or superseded", "deliveryId", r.DeliveryID, "requestedAt", r.RequestedAt)
+		return nil
 	}
 	req := tx.Request
 	if r.Pickup != nil {
@@ -407,14 +412,22 @@ func (p *processor) Rescheduled(ctx context.Context, r messages.DeliveryReschedu
 		)
 		if errors.As(err, &rej) || errors.As(err, &perm) || errors.Is(err, workflow.ErrNoDroneAvailable) {
 			// Retrying cannot make it possible; the delivery keeps its
-			// current schedule.
+			// current schedule, and the record says why.
 			p.log.WarnContext(ctx, "reschedule refused", "deliveryId", r.DeliveryID, "reason", err.Error())
+			tx.LastReschedule = &RescheduleOutcome{RequestedAt: r.RequestedAt, Refused: err.Error()}
+			if _, _, err := p.checkpoint(ctx, tx, etag); err != nil {
+				if errors.Is(err, sidecar.ErrConflict) {
+					return &errRetry{"transaction changed while refusing a reschedule"}
+				}
+				return err
+			}
 			return nil
 		}
 		return err
 	}
 	tx.Request, tx.Progress = req, progress
 	tx.Reschedules++
+	tx.LastReschedule = &RescheduleOutcome{RequestedAt: r.RequestedAt}
 	if _, _, err := p.checkpoint(ctx, tx, etag); err != nil {
 		if errors.Is(err, sidecar.ErrConflict) {
 			return &errRetry{"transaction changed while rescheduling"}

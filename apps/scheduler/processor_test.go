@@ -875,6 +875,25 @@ func TestRescheduled(t *testing.T) {
 		if s := tx.schedule(); s == nil || !s.PickupTime.Equal(newPickup) || !s.PickupETA.Equal(moved.PickupETA) {
 			t.Fatalf("schedule %+v", s)
 		}
+		if lr := tx.LastReschedule; lr == nil || !lr.RequestedAt.Equal(t0) || lr.Refused != "" {
+			t.Fatalf("last reschedule %+v, want applied, requested at %s", lr, t0)
+		}
+
+		// The same message again, or an older one arriving late, changes
+		// nothing: it must not undo the newer change.
+		older := time.Date(2030, 5, 14, 9, 0, 0, 0, time.UTC)
+		late := messages.DeliveryRescheduled{DeliveryID: "d1", PickupTime: &older, RequestedAt: t0.Add(-time.Minute)}
+		for _, m := range []messages.DeliveryRescheduled{resched, late} {
+			if err := f.proc.Rescheduled(t.Context(), m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := len(f.steps.Events("reschedule")); n != 1 {
+			t.Fatalf("Reschedule called %d times, want the late copies ignored", n)
+		}
+		if tx := f.tx(t, "d1"); !tx.Request.PickupTime.Equal(newPickup) || tx.Reschedules != 1 {
+			t.Fatalf("record %+v after late copies", tx)
+		}
 	})
 
 	t.Run("merges only given fields", func(t *testing.T) {
@@ -905,8 +924,12 @@ func TestRescheduled(t *testing.T) {
 		if err := f.proc.Rescheduled(t.Context(), resched); err != nil {
 			t.Fatalf("Rescheduled = %v, want nil", err)
 		}
-		if tx := f.tx(t, "d1"); tx.Reschedules != 0 || tx.Request.PickupTime.Equal(newPickup) {
+		tx := f.tx(t, "d1")
+		if tx.Reschedules != 0 || tx.Request.PickupTime.Equal(newPickup) {
 			t.Fatalf("a refused reschedule changed the record: %+v", tx)
+		}
+		if lr := tx.LastReschedule; lr == nil || !lr.RequestedAt.Equal(t0) || !strings.Contains(lr.Refused, "in flight") {
+			t.Fatalf("last reschedule %+v, want refused with the reason", lr)
 		}
 	})
 

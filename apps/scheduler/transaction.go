@@ -50,12 +50,23 @@ type Transaction struct {
 	// redelivery instead of forgotten.
 	UndoPending *workflow.Step `json:"undoPending,omitempty"`
 	Reschedules int            `json:"reschedules,omitempty"`
+	// LastReschedule is the outcome of the newest reschedule handled; an
+	// older one arriving late (a redelivery, a redrive) is ignored.
+	LastReschedule *RescheduleOutcome `json:"lastReschedule,omitempty"`
 	// Compensation is the supervisor's progress undoing a failed
 	// transaction: "compensating", then "compensated".
 	Compensation  string     `json:"compensation,omitempty"`
 	CompensatedAt *time.Time `json:"compensatedAt,omitempty"`
 	CreatedAt     time.Time  `json:"createdAt"`
 	UpdatedAt     time.Time  `json:"updatedAt"`
+}
+
+// RescheduleOutcome is what became of a reschedule, by when the client
+// asked for it.
+type RescheduleOutcome struct {
+	RequestedAt time.Time `json:"requestedAt"`
+	// Refused says why it could not be applied; empty when it was.
+	Refused string `json:"refused,omitempty"`
 }
 
 // Schedule is the public summary of what was booked.

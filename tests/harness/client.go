@@ -115,7 +115,13 @@ type RequestStatus struct {
 	Reason     string `json:"reason"`
 	// CancelRefused says why a cancel was not carried out.
 	CancelRefused string `json:"cancelRefused"`
-	Schedule      *struct {
+	// LastReschedule is the newest reschedule handled, and why it was
+	// refused if it was.
+	LastReschedule *struct {
+		RequestedAt time.Time `json:"requestedAt"`
+		Refused     string    `json:"refused"`
+	} `json:"lastReschedule"`
+	Schedule *struct {
 		DroneID          string     `json:"droneId"`
 		Carrier          string     `json:"carrier"`
 		CarrierBookingID string     `json:"carrierBookingId"`

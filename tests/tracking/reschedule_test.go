@@ -23,15 +23,21 @@ func TestRescheduleBeforeTakeOffNotAfter(t *testing.T) {
 	}
 
 	now := time.Now().UTC().Truncate(time.Second)
-	reschedule(t, id, now)
+	if s := reschedule(t, id, now); s.LastReschedule.Refused != "" || s.Schedule == nil || !s.Schedule.PickupTime.Equal(now) {
+		t.Errorf("after a reschedule before take-off: %+v, schedule %+v; want it applied", s.LastReschedule, s.Schedule)
+	}
 	waitStage(t, id, messages.StageHeadedToDropoff, flightTimeout)
 
-	// In the air: the reschedule is refused and the schedule stays.
-	reschedule(t, id, now.Add(time.Hour))
-	s, _ := env.Status(t, id)
+	// In the air: the reschedule is refused, the status says why, and the
+	// schedule stays.
+	s := reschedule(t, id, now.Add(time.Hour))
+	if s.LastReschedule.Refused == "" {
+		t.Errorf("a reschedule in flight shows no refusal: %+v", s.LastReschedule)
+	}
 	if s.Status != "Scheduled" || s.Schedule == nil || !s.Schedule.PickupTime.Equal(now) || s.Schedule.DroneID != drone {
 		t.Errorf("after a reschedule in flight: %s %+v, want still scheduled at %s with %s", s.Status, s.Schedule, now, drone)
 	}
+	t.Logf("reschedule in flight refused: %s", s.LastReschedule.Refused)
 
 	waitStage(t, id, messages.StageCompleted, flightTimeout)
 	want := []string{messages.StageCreated, messages.StageRescheduled, messages.StageHeadedToPickup,
@@ -44,18 +50,22 @@ func TestRescheduleBeforeTakeOffNotAfter(t *testing.T) {
 }
 
 // reschedule asks for a new pickup time and waits until the scheduler has
-// handled the request, whatever it decided.
-func reschedule(t *testing.T, id string, pickup time.Time) {
+// handled the request, whatever it decided: the status's last reschedule is
+// this one.
+func reschedule(t *testing.T, id string, pickup time.Time) harness.RequestStatus {
 	t.Helper()
 	r := env.Do(t, "ingestion", http.MethodPatch, "/api/deliveryrequests/"+id,
 		map[string]any{"pickupTime": pickup.Format(time.RFC3339)}, nil)
 	if r.Status != http.StatusAccepted {
 		t.Fatalf("reschedule %s: %d %s", id, r.Status, r.Body)
 	}
-	marker := env.StreamEnd(t, messages.TopicDeliveryRequests)
-	env.WaitConsumed(t, messages.TopicDeliveryRequests, "scheduler", marker, 30*time.Second)
-	harness.Eventually(t, 5*time.Second, func() (bool, string) {
-		s, _ := env.Status(t, id)
-		return s.Status != "InProgress", fmt.Sprintf("status %s", s.Status)
+	var asked messages.DeliveryRescheduled
+	r.JSON(t, &asked)
+	var s harness.RequestStatus
+	harness.Eventually(t, 30*time.Second, func() (bool, string) {
+		s, _ = env.Status(t, id)
+		lr := s.LastReschedule
+		return lr != nil && !lr.RequestedAt.Before(asked.RequestedAt), fmt.Sprintf("last reschedule %+v", lr)
 	})
+	return s
 }
